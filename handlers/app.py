@@ -1,0 +1,42 @@
+"""``create_app()``: the Flask app with every edge wired to the core."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from handlers import ehr, health, logs
+from handlers.problems import from_http_exception, problem
+from plugin import config
+from plugin.runtime import Runtime, bind
+from schemas.ehr import MAX_BODY_BYTES
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: config.Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or (runtime.settings if runtime else config.load())
+    runtime = runtime or Runtime.build(settings)
+    bind(runtime)
+    logs.configure(settings.log_format)
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
+    app.extensions["tend"] = runtime
+    logs.install(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(ehr.bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        return from_http_exception(err)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        # Name the type only: a message could carry request content.
+        log.error("unhandled %s", type(err).__name__, exc_info=False)
+        return problem(500, "Internal error", "Something went wrong on our side; it has been logged.")
+
+    return app

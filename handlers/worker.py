@@ -1,0 +1,53 @@
+"""``tend worker``: an rq worker with the scheduler, plus the sweeper and heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from rq.worker import SimpleWorker
+
+from handlers import logs
+from plugin import jobs
+from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY_SECONDS = 60.0
+HEARTBEAT_EVERY_SECONDS = 15.0
+
+
+class Sweeper(threading.Thread):
+    """Sweeps at start and every minute; beats every 15 s for ``/readyz``."""
+
+    def __init__(self, rt: Runtime, name: str) -> None:
+        super().__init__(name="tend-sweeper", daemon=True)
+        self.rt = rt
+        self.worker_name = name
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        since_sweep = SWEEP_EVERY_SECONDS
+        while not self.stopping.is_set():
+            try:
+                self.rt.queue.beat(self.worker_name)
+                if since_sweep >= SWEEP_EVERY_SECONDS:
+                    jobs.sweep()
+                    since_sweep = 0.0
+            except Exception as err:  # keep sweeping through a Redis or database outage
+                log.warning("sweep failed: %s", type(err).__name__)
+            self.stopping.wait(HEARTBEAT_EVERY_SECONDS)
+            since_sweep += HEARTBEAT_EVERY_SECONDS
+
+
+def run_worker(rt: Runtime, *, burst: bool = False) -> None:
+    logs.configure(rt.settings.log_format)
+    name = f"tend-{socket.gethostname()}-{threading.get_native_id()}"
+    if burst:
+        jobs.sweep()
+    else:
+        Sweeper(rt, name).start()
+    # SimpleWorker runs jobs in this process: the rules and copy load once, and
+    # a killed worker leaves claims that the sweeper recovers.
+    worker = SimpleWorker([rt.queue.rq], connection=rt.redis, name=name)
+    worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

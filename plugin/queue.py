@@ -1,0 +1,58 @@
+"""The rq queue Tend's jobs travel on. Job arguments are ids, never content."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.scheduler import RQScheduler
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "tend:heartbeat:"
+HEARTBEAT_TTL_SECONDS = 90
+
+
+class JobQueue:
+    def __init__(self, redis: Redis, name: str) -> None:
+        self.redis = redis
+        self.rq = Queue(name, connection=redis)
+
+    def evaluate(self, event_id: int) -> bool:
+        """Enqueue evaluation; False when Redis is unreachable (the sweeper will retry)."""
+        return self._safely(lambda: self.rq.enqueue("plugin.jobs.evaluate", event_id, job_id=f"evaluate-{event_id}"))
+
+    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int = 0) -> bool:
+        job_id = f"deliver-{suggestion_id}-{attempt}"
+        return self._safely(lambda: self.rq.enqueue_at(when, "plugin.jobs.deliver", suggestion_id, job_id=job_id))
+
+    def _safely(self, enqueue) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            enqueue()
+            return True
+        except RedisError as err:
+            log.warning("could not enqueue (%s); the sweeper will pick it up", type(err).__name__)
+            return False
+
+    # --- liveness, for /readyz -------------------------------------------------
+    def beat(self, worker_name: str) -> None:
+        self.redis.set(HEARTBEAT_PREFIX + worker_name, str(time.time()), ex=HEARTBEAT_TTL_SECONDS)
+
+    def last_heartbeat_age(self) -> float | None:
+        """Seconds since the freshest worker heartbeat, None when no worker beats."""
+        ages = []
+        for key in self.redis.scan_iter(match=HEARTBEAT_PREFIX + "*", count=100):
+            value = self.redis.get(key)
+            if value is not None:
+                ages.append(time.time() - float(value))
+        return min(ages) if ages else None
+
+    def scheduler_present(self) -> bool:
+        return bool(self.redis.exists(RQScheduler.get_locking_key(self.rq.name)))
+
+    def depth(self) -> int:
+        return len(self.rq) + self.rq.scheduled_job_registry.count

@@ -1,0 +1,416 @@
+"""Clinical text -> signal names (DESIGN §4.2, contract in docs/contracts.md "Signals").
+
+medspaCy's TargetMatcher finds lexicon terms and ConText decides, per mention, whether it is
+negated ("denies shame"), historical ("history of shame") or about someone else ("mother is
+self-critical"). The lexicons and our ConText modifiers are YAML in plugin/lexicons/, reviewed
+like code.
+
+Speed (DESIGN §7, >= 1,000 notes/s): medspaCy's default PyRuSH sentencizer costs ~40 ms a note,
+and even tokenizing a whole 2 KB note costs ~1.6 ms. So sentences are split with a regex, and only
+sentences holding an anchor word of some lexicon term (a set lookup per word) are tokenized and run
+through the TargetMatcher and ConText. ConText never looks beyond a sentence, so skipping the
+others changes nothing.
+
+Privacy (DESIGN §5): text is never logged, cached or put into an exception. spaCy interns every
+word it tokenizes in its vocabulary, so a pipeline is rebuilt once it has seen enough new words,
+which bounds both memory and how long a fragment of a note lingers in it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
+
+__all__ = [
+    "CLIENT_SIGNALS",
+    "THERAPIST_SIGNALS",
+    "ExtractionError",
+    "LexiconError",
+    "Signals",
+    "extract_client",
+    "extract_therapist",
+    "from_tags",
+]
+
+CLIENT_SIGNALS: frozenset[str] = frozenset({
+    "self_criticism", "perfectionism", "shame", "low_self_worth", "needs_self_soothing",
+    "empathy_difficulty", "care_paired_with_pain", "abuse_history", "trauma_history",
+    "risk_language",
+})
+THERAPIST_SIGNALS: frozenset[str] = frozenset({
+    "stress", "self_blame", "difficult_session", "risk_language",
+})
+_KNOWN = CLIENT_SIGNALS | THERAPIST_SIGNALS
+
+Audience = Literal["client", "therapist"]
+_AUDIENCE_SIGNALS: Mapping[str, frozenset[str]] = {
+    "client": CLIENT_SIGNALS, "therapist": THERAPIST_SIGNALS,
+}
+
+LEXICON_DIR = Path(__file__).with_name("lexicons")
+_NOT_A_SIGNAL = "not_a_signal"
+# Mentions under these ConText categories are absent, or belong to someone else.
+_DROPPING = frozenset({"NEGATED_EXISTENCE", "FAMILY", "OTHER_EXPERIENCER"})
+# "History of abuse" is how a note says "abuse survivor": the history *is* the signal, so these
+# stay current (the ladder and framing rules need them) instead of being flagged historical.
+_HISTORY_IS_THE_SIGNAL = frozenset({"abuse_history", "trauma_history"})
+# The blank pipeline sets no lemmas, POS or dependencies: a pattern using them would never match.
+_PATTERN_KEYS = frozenset({"LOWER", "TEXT", "ORTH", "IS_ALPHA", "IS_PUNCT", "IS_DIGIT",
+                           "IS_SPACE", "LIKE_NUM", "LENGTH", "OP"})
+_WORD_KEYS = ("LOWER", "TEXT", "ORTH")
+# New vocabulary strings a pipeline may intern before it is rebuilt (~2 MB of strings and lexemes).
+_VOCAB_GROWTH_LIMIT = 20_000
+# Above this a pattern stays a Matcher pattern rather than becoming phrases (build time, memory).
+_MAX_PHRASES_PER_PATTERN = 5_000
+
+# Sentence ends: .!?; before whitespace, a colon before a capitalised clause ("Plan: Continue"),
+# and any line break. Over-splitting only narrows ConText scopes.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|(?<=:)\s+(?=[A-Z])|\s*\n\s*")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+class LexiconError(ValueError):
+    """A lexicon file is malformed; names the file, group and entry, never note text."""
+
+
+class ExtractionError(RuntimeError):
+    """Extraction failed; the message and chain carry no input text (DESIGN §5.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Signal names of one event; a name seen both currently and historically counts as current."""
+
+    current: frozenset[str] = frozenset()
+    historical: frozenset[str] = frozenset()   # "history of shame": still a signal, flagged
+
+    def __post_init__(self) -> None:
+        # Callers build these from DB rows and lists too; keep the invariant in one place.
+        current = frozenset(self.current)
+        object.__setattr__(self, "current", current)
+        object.__setattr__(self, "historical", frozenset(self.historical) - current)
+
+    def names(self) -> frozenset[str]:
+        return self.current | self.historical
+
+    def merged(self, other: Signals) -> Signals:
+        return Signals(self.current | other.current, self.historical | other.historical)
+
+
+def extract_client(text: str) -> Signals:
+    """Signals about a client, from session-note or portal-message text."""
+    return _extract("client", text)
+
+
+def extract_therapist(text: str) -> Signals:
+    """Signals about the therapist themself, from their own (first-person) message."""
+    return _extract("therapist", text)
+
+
+def from_tags(tags: Iterable[str]) -> Signals:
+    """Structured EHR tags are deliberate clinician choices, so they are all current."""
+    if isinstance(tags, str):
+        raise TypeError("tags must be an iterable of names, not a single string")
+    names = frozenset(tags)
+    unknown = sorted(names - _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown signal tag: {unknown[0]!r}")
+    return Signals(current=names)
+
+
+def _extract(audience: Audience, text: str) -> Signals:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, not {type(text).__name__}")
+    if not text.strip():
+        return Signals()
+    extractor = _extractor(audience)          # lexicon errors surface as themselves
+    try:
+        return extractor(text)
+    except Exception:
+        # spaCy/medspaCy messages can quote tokens; `from None` keeps them out of reports.
+        raise ExtractionError(f"{audience} signal extraction failed (input withheld)") from None
+
+
+@dataclass(slots=True)
+class _Extractor:
+    """One audience's pipeline plus the anchor words that make a sentence worth running it on."""
+
+    nlp: Language
+    anchors: frozenset[str]
+    baseline_strings: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.baseline_strings = len(self.nlp.vocab.strings)
+
+    def worn(self) -> bool:
+        return len(self.nlp.vocab.strings) - self.baseline_strings > _VOCAB_GROWTH_LIMIT
+
+    def __call__(self, text: str) -> Signals:
+        sentences = [s for s in _SENTENCE_BREAK.split(text)
+                     if s and not self.anchors.isdisjoint(_WORD.findall(s.lower()))]
+        if not sentences:
+            return Signals()
+        doc = self._run(sentences)
+        current: set[str] = set()
+        historical: set[str] = set()
+        for ent in doc.ents:
+            name = ent.label_.lower()
+            if name == _NOT_A_SIGNAL:
+                continue
+            categories = {modifier.category for modifier in ent._.modifiers}
+            if categories & _DROPPING:
+                continue
+            if "HISTORICAL" in categories and name not in _HISTORY_IS_THE_SIGNAL:
+                historical.add(name)
+            else:
+                current.add(name)
+        return Signals(frozenset(current), frozenset(historical))
+
+    def _run(self, sentences: Sequence[str]) -> Doc:
+        # One Doc for all candidate sentences (one matcher pass each), boundaries set by hand so
+        # ConText scopes match our split. The trailing newline gives "SI denied" a token after it.
+        joined = "\n".join(sentences) + "\n"
+        starts: set[int] = set()
+        offset = 0
+        for sentence in sentences:
+            starts.add(offset)
+            offset += len(sentence) + 1
+        doc = self.nlp.make_doc(joined)
+        for token in doc:
+            token.is_sent_start = token.idx in starts
+        for _, component in self.nlp.pipeline:
+            doc = component(doc)
+        return doc
+
+
+_extractors: dict[str, _Extractor] = {}
+_build_lock = threading.Lock()
+
+
+def _extractor(audience: Audience) -> _Extractor:
+    """Build once per process (lazily: importing this module stays cheap), rebuild when worn."""
+    extractor = _extractors.get(audience)
+    if extractor is None or extractor.worn():
+        with _build_lock:
+            extractor = _extractors.get(audience)
+            if extractor is None or extractor.worn():
+                extractor = _extractors[audience] = _build(audience)
+    return extractor
+
+
+def _build(audience: Audience) -> _Extractor:
+    import medspacy
+    from medspacy.context import ConTextRule
+    from medspacy.target_matcher import TargetRule
+
+    _silence_pyrush()
+    spec = _context_spec()
+    # No PyRuSH: our regex split replaces it (it is ~95% of medspaCy's default per-note cost).
+    nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"])
+    terminating = {str(category).upper(): [str(other).upper() for other in others]
+                   for category, others in (spec.get("terminating_types") or {}).items()}
+    context = nlp.add_pipe("medspacy_context", config={
+        "rules": None, "span_attrs": None, "terminating_types": terminating})
+
+    targets: list[TargetRule] = []
+    anchors: set[str] = set()
+    for group, entries in _lexicon(audience).items():
+        label = group.upper()
+        for index, entry in enumerate(entries):
+            where = f"{audience}.yaml: {group}[{index}]"
+            if isinstance(entry, str):
+                targets.append(TargetRule(entry, label))
+                anchors.add(_literal_anchor(nlp, entry, where))
+                continue
+            if group != _NOT_A_SIGNAL:  # these only ever swallow a real term's match
+                anchors.update(_pattern_anchor(entry, where))
+            phrases = _as_phrases(nlp, entry)
+            if phrases is None:
+                targets.append(TargetRule(where, label, pattern=entry))
+            else:
+                targets.extend(TargetRule(phrase, label) for phrase in phrases)
+
+    replaced = {category.upper() for category in spec.get("replaces_default", [])}
+    defaults = [rule for rule in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH)
+                if rule.category.upper() not in replaced]
+    ours = [_context_rule(ConTextRule, entry, f"context.yaml: {section}[{index}]")
+            for section in ("both", audience)
+            for index, entry in enumerate(spec.get(section) or [])]
+    modifiers = [phrase_rule for rule in defaults + ours
+                 for phrase_rule in _context_phrase_rules(nlp, ConTextRule, rule)]
+
+    with nlp.select_pipes(disable=nlp.pipe_names):  # phrases are tokenized with the pipeline
+        nlp.get_pipe("medspacy_target_matcher").add(targets)
+        context.add(modifiers)
+    return _Extractor(nlp, frozenset(anchors))
+
+
+def _as_phrases(nlp: Language, pattern: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """Spell out a LOWER-only pattern as the phrases it matches, or None if it cannot be.
+
+    spaCy's Matcher tests every {"IN": [...]} predicate in Python on every token (~95% of the
+    cost once PyRuSH is gone); its PhraseMatcher is a hash lookup per token whatever the number
+    of phrases. Same matches, ~20x faster. A phrase the tokenizer would split differently, a
+    wildcard, a flag or a huge product keeps the pattern as it is.
+    """
+    choices: list[list[str | None]] = []
+    for token in pattern:
+        op = token.get("OP")
+        if set(token) - {"LOWER", "OP"} or "LOWER" not in token or op not in (None, "?"):
+            return None
+        value = token["LOWER"]
+        if isinstance(value, dict) and set(value) != {"IN"}:
+            return None
+        words: list[str | None] = list(value["IN"]) if isinstance(value, dict) else [value]
+        choices.append(words + [None] if op == "?" else words)
+    if math.prod(len(words) for words in choices) > _MAX_PHRASES_PER_PATTERN:
+        return None
+    phrases: list[str] = []
+    for combination in itertools.product(*choices):
+        words = [word for word in combination if word is not None]
+        if not words:
+            continue
+        phrase = " ".join(words)
+        if [token.lower_ for token in nlp.make_doc(phrase)] != words:
+            return None
+        phrases.append(phrase)
+    return phrases
+
+
+def _context_phrase_rules(nlp: Language, rule_type: type, rule: Any) -> list[Any]:
+    """The same ConText modifier, once per phrase its pattern spells out (see _as_phrases)."""
+    phrases = None if rule.pattern is None else _as_phrases(nlp, rule.pattern)
+    if phrases is None:
+        return [rule]
+    return [rule_type(phrase, rule.category, direction=rule.direction,
+                      allowed_types=rule.allowed_types, excluded_types=rule.excluded_types,
+                      max_scope=rule.max_scope, max_targets=rule.max_targets,
+                      terminated_by=rule.terminated_by)
+            for phrase in phrases]
+
+
+def _silence_pyrush() -> None:
+    """medspaCy imports PyRuSH, which logs debug lines through loguru; keep them out of our logs."""
+    try:
+        from loguru import logger
+    except ImportError:  # pragma: no cover - loguru comes with PyRuSH
+        return
+    logger.disable("PyRuSH")
+
+
+@cache
+def _lexicon(audience: Audience) -> Mapping[str, tuple[Any, ...]]:
+    path = LEXICON_DIR / f"{audience}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise LexiconError(f"{path.name}: top level must map signal names to lists of terms")
+    expected = _AUDIENCE_SIGNALS[audience]
+    unknown = sorted(set(data) - expected - {_NOT_A_SIGNAL})
+    if unknown:
+        raise LexiconError(f"{path.name}: unknown signal group {unknown[0]!r}")
+    missing = sorted(expected - set(data))
+    if missing:
+        raise LexiconError(f"{path.name}: no terms for signal {missing[0]!r}")
+    lexicon: dict[str, tuple[Any, ...]] = {}
+    for group, entries in data.items():
+        if not isinstance(entries, list) or not entries:
+            raise LexiconError(f"{path.name}: {group} must be a non-empty list")
+        for index, entry in enumerate(entries):
+            where = f"{path.name}: {group}[{index}]"
+            if isinstance(entry, list):
+                _check_pattern(entry, where)
+            elif not (isinstance(entry, str) and entry.strip()):
+                raise LexiconError(f"{where}: an entry is a quoted phrase or a token pattern list")
+        lexicon[group] = tuple(entries)
+    return lexicon
+
+
+@cache
+def _context_spec() -> Mapping[str, Any]:
+    path = LEXICON_DIR / "context.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise LexiconError(f"{path.name}: top level must be a mapping")
+    unknown = sorted(set(data) - {"replaces_default", "terminating_types", "both", "client", "therapist"})
+    if unknown:
+        raise LexiconError(f"{path.name}: unknown section {unknown[0]!r}")
+    return data
+
+
+def _context_rule(rule_type: type, entry: Any, where: str) -> Any:
+    allowed = {"literal", "category", "direction", "pattern", "terminated_by",
+               "excluded_types", "allowed_types", "max_scope"}
+    if not isinstance(entry, dict) or not {"literal", "category"} <= set(entry):
+        raise LexiconError(f"{where}: needs at least literal and category")
+    if set(entry) - allowed:
+        raise LexiconError(f"{where}: unknown key {sorted(set(entry) - allowed)[0]!r}")
+    if "pattern" in entry:
+        _check_pattern(entry["pattern"], where)
+    kwargs = dict(entry)
+    kwargs["literal"] = str(kwargs["literal"])
+    for key in ("terminated_by", "excluded_types", "allowed_types"):
+        if key in kwargs:
+            kwargs[key] = {str(value).upper() for value in kwargs[key]}
+    try:
+        return rule_type(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise LexiconError(f"{where}: {error}") from None
+
+
+def _check_pattern(pattern: Any, where: str) -> None:
+    if not isinstance(pattern, list) or not pattern:
+        raise LexiconError(f"{where}: a pattern is a non-empty list of token dicts")
+    for position, token in enumerate(pattern):
+        if not isinstance(token, dict):
+            raise LexiconError(f"{where}: token {position} is not a dict")
+        unsupported = sorted(set(token) - _PATTERN_KEYS)
+        if unsupported:
+            raise LexiconError(f"{where}: token {position} uses {unsupported[0]}, "
+                               "which the blank pipeline does not set")
+        for key in _WORD_KEYS:
+            if key not in token:
+                continue
+            values = token[key]["IN"] if isinstance(token[key], dict) else [token[key]]
+            if not all(isinstance(value, str) for value in values):
+                raise LexiconError(f"{where}: token {position} {key} values must be quoted strings")
+            if key == "LOWER" and any(value != value.lower() for value in values):
+                raise LexiconError(f"{where}: token {position} LOWER values must be lower case")
+
+
+def _pattern_anchor(pattern: Sequence[Mapping[str, Any]], where: str) -> frozenset[str]:
+    """The required token whose shortest value is longest: rare words make the pre-filter sharp."""
+    best: list[str] | None = None
+    for token in pattern:
+        if token.get("OP") in ("?", "*", "!"):
+            continue
+        key = next((k for k in _WORD_KEYS if k in token), None)
+        if key is None:
+            continue
+        value = token[key]
+        words = [w.lower() for w in (value["IN"] if isinstance(value, dict) else [value])]
+        if words and all(w.isalpha() for w in words):
+            if best is None or min(map(len, words)) > min(map(len, best)):
+                best = words
+    if best is None:
+        raise LexiconError(f"{where}: needs a required token with plain-word LOWER/TEXT values")
+    return frozenset(best)
+
+
+def _literal_anchor(nlp: Language, literal: str, where: str) -> str:
+    words = [token.lower_ for token in nlp.make_doc(literal) if token.is_alpha]
+    if not words:
+        raise LexiconError(f"{where}: a phrase needs at least one plain word")
+    return max(words, key=len)
