@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from plugin import metrics, runtime, timing
 from plugin.apply import apply_event, therapist_for
-from plugin.context import build_facts, calendar_for, ledger_for
+from plugin.context import build_facts, calendar_for, ledger_for, local_day
 from plugin.delivery.base import DeliveryError
 from plugin.delivery.compose import payload_for
 from plugin.rules import Decision
@@ -122,7 +122,7 @@ def evaluate(event_id: int, now: datetime | None = None) -> list[int]:
             therapist = therapist_for(session, event.clinic_id, event.therapist_ehr_id)
             session.flush()
             facts = build_facts(session, event, therapist, now, ledger_for(session, therapist, now))
-            for decision in rt.rules.evaluate(facts):
+            for decision in rt.rules_for(event.clinic_id, session).evaluate(facts):
                 slot = _slot_for(session, decision, therapist, event, now, rt.settings.daily_cap)
                 row = _suggestion_row(event, therapist, decision, slot, facts, now)
                 session.add(row)
@@ -132,8 +132,8 @@ def evaluate(event_id: int, now: datetime | None = None) -> list[int]:
                     client = session.get(Client, event.client_id)
                     if client is not None:
                         _record_ladder(client, decision, facts["client"]["session_number"])
-                if decision.rule_id == "safety.therapist-distress":
-                    therapist.stopped_until = now + timedelta(hours=24)
+                if "pause_selfcare_today" in decision.effects:
+                    therapist.stopped_until = local_day(now, therapist.timezone)[1]
                 if slot.status == "scheduled" and slot.deliver_at is not None:
                     scheduled.append((row.id, slot.deliver_at))
         event.status = "evaluated"

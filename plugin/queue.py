@@ -56,3 +56,38 @@ class JobQueue:
 
     def depth(self) -> int:
         return len(self.rq) + self.rq.scheduled_job_registry.count
+
+
+class DryRunQueue:
+    """A queue that records what would be enqueued and sends nothing (``tend replay``).
+
+    Same methods as ``JobQueue``; nothing leaves the process, so a replay can
+    never reach Redis, a worker or Slack. ``evaluated`` and ``deliveries`` keep
+    the calls in order for whoever wants to read them.
+    """
+
+    def __init__(self, name: str = "tend-dry-run") -> None:
+        self.name = name
+        self.evaluated: list[int] = []
+        self.deliveries: list[tuple[datetime, int, int]] = []  # (when, suggestion_id, attempt)
+        self.beats: dict[str, float] = {}
+
+    def evaluate(self, event_id: int) -> bool:
+        self.evaluated.append(event_id)
+        return True
+
+    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int = 0) -> bool:
+        self.deliveries.append((when, suggestion_id, attempt))
+        return True
+
+    def beat(self, worker_name: str) -> None:
+        self.beats[worker_name] = time.time()
+
+    def last_heartbeat_age(self) -> float | None:
+        return min((time.time() - at for at in self.beats.values()), default=None)
+
+    def scheduler_present(self) -> bool:
+        return False
+
+    def depth(self) -> int:
+        return len(self.evaluated) + len(self.deliveries)

@@ -6,11 +6,13 @@ The web app and the worker each build one ``Runtime`` at start-up and bind it
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from redis import Redis
+from sqlalchemy.orm import Session
 
 from plugin import config
 from plugin.delivery.base import Channel
@@ -28,6 +30,7 @@ class Runtime:
     queue: JobQueue
     box: SecretBox
     pid: int = field(default_factory=os.getpid)
+    _clinic_rules: dict[tuple[str, str], RuleSet] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, settings: config.Settings) -> "Runtime":
@@ -43,6 +46,28 @@ class Runtime:
     @cached_property
     def rules(self) -> RuleSet:
         return RuleSet.load(self.settings.rules_path)
+
+    def rules_for(self, clinic_id: str, session: Session | None = None) -> RuleSet:
+        """The ruleset with a clinic's overrides (disabled rules, tuned params) applied.
+
+        Overrides live in the clinic's settings under ``rules``; the compiled
+        result is cached per clinic until those settings change. Pass the
+        caller's session when inside a transaction: on SQLite a second
+        connection would wait for the first one's write lock.
+        """
+        from plugin.store.models import Clinic
+
+        if session is None:
+            with self.db.session() as own:
+                return self.rules_for(clinic_id, own)
+        clinic = session.get(Clinic, clinic_id)
+        overrides = (clinic.settings or {}).get("rules") if clinic else None
+        if not overrides:
+            return self.rules
+        key = (clinic_id, json.dumps(overrides, sort_keys=True))
+        if key not in self._clinic_rules:
+            self._clinic_rules[key] = self.rules.with_overrides(overrides)
+        return self._clinic_rules[key]
 
     @cached_property
     def channel(self) -> Channel:

@@ -161,12 +161,9 @@ class _Extractor:
     def __call__(self, text: str) -> Signals:
         sentences = [s for s in _SENTENCE_BREAK.split(text)
                      if s and not self.anchors.isdisjoint(_WORD.findall(s.lower()))]
-        if not sentences:
-            return Signals()
-        doc = self._run(sentences)
         current: set[str] = set()
         historical: set[str] = set()
-        for ent in doc.ents:
+        for ent in (ent for sentence in sentences for ent in self._run(sentence).ents):
             name = ent.label_.lower()
             if name == _NOT_A_SIGNAL:
                 continue
@@ -179,18 +176,11 @@ class _Extractor:
                 current.add(name)
         return Signals(frozenset(current), frozenset(historical))
 
-    def _run(self, sentences: Sequence[str]) -> Doc:
-        # One Doc for all candidate sentences (one matcher pass each), boundaries set by hand so
-        # ConText scopes match our split. The trailing newline gives "SI denied" a token after it.
-        joined = "\n".join(sentences) + "\n"
-        starts: set[int] = set()
-        offset = 0
-        for sentence in sentences:
-            starts.add(offset)
-            offset += len(sentence) + 1
-        doc = self.nlp.make_doc(joined)
-        for token in doc:
-            token.is_sent_start = token.idx in starts
+    def _run(self, sentence: str) -> Doc:
+        # A Doc per sentence: ConText compares every modifier pair in a Doc, so small Docs keep
+        # it cheap, and the sentence boundary is ours. The newline gives "SI denied" a next token.
+        doc = self.nlp.make_doc(sentence + "\n")
+        doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
         for _, component in self.nlp.pipeline:
             doc = component(doc)
         return doc
@@ -222,8 +212,11 @@ def _build(audience: Audience) -> _Extractor:
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"])
     terminating = {str(category).upper(): [str(other).upper() for other in others]
                    for category, others in (spec.get("terminating_types") or {}).items()}
+    # prune_on_target_overlap: words inside a term belong to it ("does not know how to comfort
+    # herself" is not negated by its own "not"; medspaCy's overlap test misses contained spans).
     context = nlp.add_pipe("medspacy_context", config={
-        "rules": None, "span_attrs": None, "terminating_types": terminating})
+        "rules": None, "span_attrs": None, "terminating_types": terminating,
+        "prune_on_target_overlap": True})
 
     targets: list[TargetRule] = []
     anchors: set[str] = set()
@@ -237,11 +230,9 @@ def _build(audience: Audience) -> _Extractor:
                 continue
             if group != _NOT_A_SIGNAL:  # these only ever swallow a real term's match
                 anchors.update(_pattern_anchor(entry, where))
-            phrases = _as_phrases(nlp, entry)
-            if phrases is None:
-                targets.append(TargetRule(where, label, pattern=entry))
-            else:
-                targets.extend(TargetRule(phrase, label) for phrase in phrases)
+            phrases, patterns = _compile(nlp, entry)
+            targets.extend(TargetRule(phrase, label) for phrase in phrases)
+            targets.extend(TargetRule(where, label, pattern=pattern) for pattern in patterns)
 
     replaced = {category.upper() for category in spec.get("replaces_default", [])}
     defaults = [rule for rule in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH)
@@ -249,8 +240,8 @@ def _build(audience: Audience) -> _Extractor:
     ours = [_context_rule(ConTextRule, entry, f"context.yaml: {section}[{index}]")
             for section in ("both", audience)
             for index, entry in enumerate(spec.get(section) or [])]
-    modifiers = [phrase_rule for rule in defaults + ours
-                 for phrase_rule in _context_phrase_rules(nlp, ConTextRule, rule)]
+    modifiers = [compiled for rule in defaults + ours
+                 for compiled in _context_rules(nlp, ConTextRule, rule)]
 
     with nlp.select_pipes(disable=nlp.pipe_names):  # phrases are tokenized with the pipeline
         nlp.get_pipe("medspacy_target_matcher").add(targets)
@@ -258,14 +249,35 @@ def _build(audience: Audience) -> _Extractor:
     return _Extractor(nlp, frozenset(anchors))
 
 
-def _as_phrases(nlp: Language, pattern: Sequence[Mapping[str, Any]]) -> list[str] | None:
-    """Spell out a LOWER-only pattern as the phrases it matches, or None if it cannot be.
+def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Rewrite a token pattern as phrases for the PhraseMatcher plus whatever must stay a pattern.
 
-    spaCy's Matcher tests every {"IN": [...]} predicate in Python on every token (~95% of the
-    cost once PyRuSH is gone); its PhraseMatcher is a hash lookup per token whatever the number
-    of phrases. Same matches, ~20x faster. A phrase the tokenizer would split differently, a
-    wildcard, a flag or a huge product keeps the pattern as it is.
+    spaCy's Matcher evaluates every {"IN": [...]} predicate in Python on every token (most of the
+    cost once PyRuSH is gone); the PhraseMatcher is one hash lookup per token whatever the number
+    of phrases. A LOWER-only pattern is spelled out as the phrases it matches (same matches);
+    a phrase the tokenizer would not reproduce, or a pattern with wildcards or flags, stays a
+    pattern, with its first token made a plain, required word so only real candidates reach
+    the Python predicates.
     """
+    choices = _word_choices(pattern)
+    if choices is None or math.prod(map(len, choices)) > _MAX_PHRASES_PER_PATTERN:
+        return [], _plain_first_token(list(pattern))
+    phrases: list[str] = []
+    patterns: list[list[Any]] = []
+    for combination in itertools.product(*choices):
+        words = [word for word in combination if word is not None]
+        if not words:
+            continue
+        phrase = _join_tokens(words)
+        if [token.lower_ for token in nlp.make_doc(phrase)] == words:
+            phrases.append(phrase)
+        else:
+            patterns.append([{"LOWER": word} for word in words])
+    return phrases, patterns
+
+
+def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]] | None:
+    """Per token, the words it accepts (None = may be absent); None if not LOWER-only."""
     choices: list[list[str | None]] = []
     for token in pattern:
         op = token.get("OP")
@@ -276,30 +288,39 @@ def _as_phrases(nlp: Language, pattern: Sequence[Mapping[str, Any]]) -> list[str
             return None
         words: list[str | None] = list(value["IN"]) if isinstance(value, dict) else [value]
         choices.append(words + [None] if op == "?" else words)
-    if math.prod(len(words) for words in choices) > _MAX_PHRASES_PER_PATTERN:
-        return None
-    phrases: list[str] = []
-    for combination in itertools.product(*choices):
-        words = [word for word in combination if word is not None]
-        if not words:
-            continue
-        phrase = " ".join(words)
-        if [token.lower_ for token in nlp.make_doc(phrase)] != words:
-            return None
-        phrases.append(phrase)
-    return phrases
+    return choices
 
 
-def _context_phrase_rules(nlp: Language, rule_type: type, rule: Any) -> list[Any]:
-    """The same ConText modifier, once per phrase its pattern spells out (see _as_phrases)."""
-    phrases = None if rule.pattern is None else _as_phrases(nlp, rule.pattern)
-    if phrases is None:
+def _plain_first_token(pattern: list[Any]) -> list[list[Any]]:
+    first, rest = pattern[0], pattern[1:]
+    if first.get("OP") == "?":
+        required = {key: value for key, value in first.items() if key != "OP"}
+        return (_plain_first_token(rest) if rest else []) + _plain_first_token([required, *rest])
+    value = first.get("LOWER")
+    if set(first) == {"LOWER"} and isinstance(value, dict) and set(value) == {"IN"}:
+        return [[{"LOWER": word}, *rest] for word in value["IN"]]
+    return [pattern]
+
+
+def _join_tokens(words: Sequence[str]) -> str:
+    """Write tokens as text the tokenizer splits back into them: "do n't" is spelled "don't"."""
+    text = words[0]
+    for word in words[1:]:
+        text += word if word == "n't" or word.startswith("'") else " " + word
+    return text
+
+
+def _context_rules(nlp: Language, rule_type: type, rule: Any) -> list[Any]:
+    """The same ConText modifier, as phrases and cheap patterns (see _compile)."""
+    if rule.pattern is None or isinstance(rule.pattern, str):
         return [rule]
-    return [rule_type(phrase, rule.category, direction=rule.direction,
-                      allowed_types=rule.allowed_types, excluded_types=rule.excluded_types,
-                      max_scope=rule.max_scope, max_targets=rule.max_targets,
-                      terminated_by=rule.terminated_by)
-            for phrase in phrases]
+    phrases, patterns = _compile(nlp, rule.pattern)
+    common = {"direction": rule.direction, "allowed_types": rule.allowed_types,
+              "excluded_types": rule.excluded_types, "max_scope": rule.max_scope,
+              "max_targets": rule.max_targets, "terminated_by": rule.terminated_by}
+    return ([rule_type(phrase, rule.category, **common) for phrase in phrases]
+            + [rule_type(rule.literal, rule.category, pattern=pattern, **common)
+               for pattern in patterns])
 
 
 def _silence_pyrush() -> None:

@@ -1,6 +1,6 @@
 """Slack payloads: one builder, catalogue wording only, and a guard that refuses PHI.
 
-The catalogue is a fixture (Slack chrome from copy_slack.yaml plus a couple of
+The catalogue is a fixture (Slack chrome from copy.yaml plus a couple of
 realistic practices) so these tests do not depend on copy.yaml's progress.
 """
 
@@ -37,7 +37,7 @@ from plugin.delivery.blocks import (
 from plugin.delivery.phi_guard import PhiLeak, check_payload
 from tests.fakes.slack_api import DEFAULT_TOKEN, FakeSlack
 
-SLACK_COPY = Path(copy.__file__).with_name("copy_slack.yaml")
+SLACK_SECTIONS = ("buttons", "headers", "anchors", "recorded", "chrome")
 SOURCE = "Tip 5: practise it yourself (Winters, GoodTherapy 2018)"
 
 FIXTURE_COPY: dict[str, Any] = {
@@ -74,7 +74,8 @@ FIXTURE_COPY: dict[str, Any] = {
 
 def _catalogue() -> dict[str, Any]:
     merged = copy_module.deepcopy(FIXTURE_COPY)
-    merged.update(yaml.safe_load(SLACK_COPY.read_text(encoding="utf-8")))
+    real = yaml.safe_load(copy.CATALOGUE_PATH.read_text(encoding="utf-8"))
+    merged.update({section: real[section] for section in SLACK_SECTIONS})
     return merged
 
 
@@ -475,13 +476,24 @@ def test_short_forbidden_values_match_whole_words_only() -> None:
         check_payload(_with(build(nudge()), "metadata", "Al"), forbidden=["Al"])
 
 
+def test_guard_catches_event_text_in_its_mrkdwn_escaped_form() -> None:
+    with pytest.raises(PhiLeak, match="a value from the event"):
+        build(suggestion(source_label="Tip 4 R&D <ward>"), forbidden=["R&D <ward>"])
+
+
+def test_our_minutes_do_not_vouch_for_a_longer_number() -> None:
+    with pytest.raises(PhiLeak, match="a value from the event"):
+        build(suggestion(anchor=Anchor.before_session(30), source_label="Tip 4 3030"), forbidden=["3030"])
+
+
 def test_builder_refuses_event_content_in_the_source_label() -> None:
     with pytest.raises(PhiLeak, match="a value from the event"):
         build(suggestion(source_label="Tip 1, for Jane Doe"), forbidden=["Jane Doe"])
 
 
 def test_slack_chrome_copy_names_no_risk_outside_the_safety_keys() -> None:
-    chrome = copy_module.deepcopy(yaml.safe_load(SLACK_COPY.read_text(encoding="utf-8")))
+    real = yaml.safe_load(copy.CATALOGUE_PATH.read_text(encoding="utf-8"))
+    chrome = copy_module.deepcopy({section: real[section] for section in SLACK_SECTIONS})
     del chrome["chrome"]["safety"]
     check_payload({"text": json.dumps(chrome)})
 

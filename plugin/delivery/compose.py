@@ -37,11 +37,14 @@ def outgoing_for(row: Suggestion, now: datetime, assistance_line: str | None = N
         minutes = int((row.expires_at - now).total_seconds() // 60)
         anchor = Anchor.before_session(minutes) if minutes >= 1 else Anchor("before_session_later")
     source = (row.explanation or {}).get("source")
+    message_key = row.message_key or ""
+    if message_key.startswith("messages."):
+        message_key += ".lead"  # the header comes from the message kind; the rule's message opens the body
     return Outgoing(
         suggestion_id=row.id,
         kind=kind,
         audience=row.audience,
-        message_key=row.message_key or "",
+        message_key=message_key,
         practice_id=row.practice_id,
         why_key=row.rule_id,
         source_label=source,

@@ -178,6 +178,10 @@ def _coverage(value: str, vouched: Iterable[str]) -> bytearray:
     """Which characters of ``value`` belong to vouched-for wording."""
     covered = bytearray(len(value))
     for fragment in vouched:
+        if fragment.isdigit():  # our "30" minutes must not vouch for a record number "3030"
+            for match in re.finditer(rf"(?<!\d){fragment}(?!\d)", value):
+                covered[match.start() : match.end()] = b"\x01" * len(fragment)
+            continue
         start = value.find(fragment)
         while start != -1:
             covered[start : start + len(fragment)] = b"\x01" * len(fragment)

@@ -1,0 +1,186 @@
+"""evaluate -> suggestion log -> deliver, in process, against real Redis and the fake Slack."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from plugin import config, jobs
+from plugin.runtime import Runtime, bind
+from plugin.store.migrate import upgrade
+from plugin.store.models import DeliveryAttempt, Event, Suggestion
+from tests.conftest import full_morning, make_env, therapist_data, zone_near_noon
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def slack_rt(tmp_path, sqlite_url, redis_server, fake_slack):  # type: ignore[no-untyped-def]
+    redis_server.flushdb()
+    env = make_env(tmp_path, sqlite_url, TEND_SLACK_BOT_TOKEN="xoxb-test", TEND_SLACK_API_URL=fake_slack.base_url)
+    runtime = Runtime.build(config.load(env))
+    upgrade(runtime.db)
+    bind(runtime)
+    yield runtime
+    runtime.db.dispose()
+
+
+@pytest.fixture
+def overfull_day(slack_rt, post_to):  # type: ignore[no-untyped-def]
+    """A therapist in a zone where it is about noon, seven sessions behind them this morning."""
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    for appointment in full_morning(NOW):
+        post_to("appointment.booked", appointment)
+    post_to("session_note.signed", note(note_id="N-0"))
+    return slack_rt
+
+
+@pytest.fixture
+def post_to(slack_rt):  # type: ignore[no-untyped-def]
+    """Record and evaluate one event the way the webhook and the worker would."""
+    from plugin import admin, intake
+    from plugin.events import from_wire
+    from schemas.ehr import load_event
+
+    clinic = admin.create_clinic(slack_rt.db, slack_rt.box, "Riverside", "riverside")
+    counter = iter(range(1_000_000))
+
+    def post(event_type: str, data: dict) -> int:
+        _, loaded, occurred = load_event({"type": event_type, "occurred_at": NOW.isoformat(), "data": data})
+        event = from_wire(clinic_id=clinic.clinic_id, source="ehr", dedupe_key=f"k{next(counter)}", event_type=event_type, occurred_at=occurred, data=loaded)
+        accepted = intake.accept(slack_rt.db, event, pseudonym_key=slack_rt.settings.pseudonym_key, box=slack_rt.box)
+        jobs.evaluate(accepted.event_id, now=NOW)
+        return accepted.event_id
+
+    return post
+
+
+def note(**extra):  # type: ignore[no-untyped-def]
+    return {
+        "note_id": "N-1",
+        "therapist_id": "T-100",
+        "client_id": "P-0",
+        "session_start": (NOW - timedelta(minutes=70)).isoformat(),
+        "session_number": 5,
+        "alliance": "established",
+        "phase": "working",
+        **extra,
+    }
+
+
+def suggestions(rt) -> list[Suggestion]:  # type: ignore[no-untyped-def]
+    with rt.db.session() as session:
+        return list(session.scalars(select(Suggestion).order_by(Suggestion.id)))
+
+
+def test_an_overfull_day_schedules_one_self_care_nudge_now(overfull_day) -> None:
+    nudges = [s for s in suggestions(overfull_day) if s.rule_id == "therapist.selfcare.overfull-day"]
+    assert [n.status for n in nudges] == ["scheduled"]
+    assert abs((nudges[0].deliver_at - NOW).total_seconds()) < 1
+
+
+def test_evaluating_an_event_twice_logs_its_decisions_once(overfull_day, post_to) -> None:
+    event_id = post_to("session_note.signed", note(tags=["self_criticism"]))
+    before = len(suggestions(overfull_day))
+    jobs.evaluate(event_id, now=NOW)
+    assert len(suggestions(overfull_day)) == before
+
+
+def test_deliver_posts_one_dm_with_the_suggestion_id_in_metadata(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    assert jobs.deliver(nudge.id) == "delivered"
+    posts = fake_slack.calls_to("chat.postMessage")
+    assert len(posts) == 1
+    assert posts[0].params["metadata"]["event_payload"]["suggestion_id"] == nudge.id
+
+
+def test_a_second_deliver_run_posts_nothing(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    jobs.deliver(nudge.id)
+    assert jobs.deliver(nudge.id) == "noop"
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+
+
+def test_delivery_stores_the_slack_ts(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    jobs.deliver(nudge.id)
+    stored = next(s for s in suggestions(overfull_day) if s.id == nudge.id)
+    assert stored.status == "delivered"
+    assert stored.slack_ts == fake_slack.calls_to("chat.postMessage")[0].response["ts"]
+
+
+def test_a_429_reschedules_after_retry_after(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, status=429, retry_after=7, method="chat.postMessage")
+    assert jobs.deliver(nudge.id) == "retrying"
+    scheduled = overfull_day.queue.rq.scheduled_job_registry.get_job_ids()
+    assert any(job_id.startswith(f"deliver-{nudge.id}-") for job_id in scheduled)
+    stored = next(s for s in suggestions(overfull_day) if s.id == nudge.id)
+    assert stored.status == "scheduled"
+
+
+def test_a_500_is_retried_and_the_retry_does_not_post_twice(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, status=500, method="chat.postMessage")
+    assert jobs.deliver(nudge.id) == "retrying"
+    assert jobs.deliver(nudge.id) == "delivered"
+    assert len(fake_slack.messages_for("U0THERAPIST")) == 1
+
+
+def test_a_permanent_error_fails_with_the_reason(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, error="user_not_found", method="conversations.open")
+    assert jobs.deliver(nudge.id) == "failed"
+    stored = next(s for s in suggestions(overfull_day) if s.id == nudge.id)
+    assert stored.status == "failed"
+    assert "user_not_found" in (stored.failure_reason or "")
+
+
+def test_a_crash_after_posting_is_recovered_without_a_second_post(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    jobs.deliver(nudge.id)
+    with overfull_day.db.session() as session:  # as if the worker died before recording the post
+        row = session.get(Suggestion, nudge.id)
+        row.status, row.claimed_at, row.slack_ts = "sending", NOW - timedelta(minutes=10), None
+    assert jobs.deliver(nudge.id) == "delivered"
+    assert len(fake_slack.messages_for("U0THERAPIST")) == 1
+
+
+def test_a_client_suggestion_waits_for_the_gap_before_that_clients_next_session(slack_rt, post_to) -> None:
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    start = NOW + timedelta(hours=3)
+    post_to("appointment.booked", {"appointment_id": "A-9", "therapist_id": "T-100", "client_id": "P-0", "start": start.isoformat(), "end": (start + timedelta(minutes=50)).isoformat()})
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    suggestion = next(s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step")
+    assert suggestion.status == "scheduled"
+    assert suggestion.deliver_at == start - timedelta(minutes=30)
+    assert suggestion.expires_at == start
+    assert suggestion.ladder_step == 1
+
+
+def test_cancelling_the_session_cancels_its_prepared_suggestion(slack_rt, post_to) -> None:
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    start = NOW + timedelta(hours=3)
+    appointment = {"appointment_id": "A-9", "therapist_id": "T-100", "client_id": "P-0", "start": start.isoformat(), "end": (start + timedelta(minutes=50)).isoformat()}
+    post_to("appointment.booked", appointment)
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    post_to("appointment.cancelled", appointment)
+    suggestion = next(s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step")
+    assert suggestion.status == "cancelled"
+
+
+def test_every_delivery_attempt_is_logged(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, status=500, method="chat.postMessage")
+    jobs.deliver(nudge.id)
+    jobs.deliver(nudge.id)
+    with overfull_day.db.session() as session:
+        outcomes = list(session.scalars(select(DeliveryAttempt.outcome).where(DeliveryAttempt.suggestion_id == nudge.id).order_by(DeliveryAttempt.id)))
+    assert outcomes == ["transient", "delivered"]
+
+
+def test_events_are_marked_evaluated(overfull_day) -> None:
+    with overfull_day.db.session() as session:
+        assert set(session.scalars(select(Event.status))) == {"evaluated"}
