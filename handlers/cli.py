@@ -172,5 +172,13 @@ def users_add(email: str, role: str, clinic_id: str, therapist_id: str | None, a
         click.echo(f"user {created.user_id} ({role}); API token, shown once: {created.token}")
 
 
+from handlers.cli_rules import clinics_rules, replay_command, rules  # noqa: E402
+from handlers.demo import demo  # noqa: E402
+
+main.add_command(rules)
+main.add_command(replay_command)
+clinics.add_command(clinics_rules)
+main.add_command(demo)
+
 if __name__ == "__main__":
     main()

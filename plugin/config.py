@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -42,6 +43,8 @@ class Settings:
     queue_name: str = "tend"
     assistance_line: str = ""
     daily_cap: int = 3
+    # How long a claim protects a send in progress before the sweeper treats it as crashed.
+    sending_lease: timedelta = timedelta(minutes=2)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -146,4 +149,5 @@ def load(env: Mapping[str, str] | None = None, *, production: bool = False) -> S
         queue_name=env.get("TEND_QUEUE") or "tend",
         assistance_line=env.get("TEND_ASSISTANCE_LINE", ""),
         daily_cap=_int(env, "TEND_DAILY_CAP", 3, minimum=1),
+        sending_lease=timedelta(seconds=_int(env, "TEND_SENDING_LEASE_SECONDS", 120, minimum=1)),
     )

@@ -28,7 +28,6 @@ from plugin.store.models import Appointment, Client, DeliveryAttempt, Event, Sug
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({"delivered", "failed", "expired", "skipped", "cancelled", "logged"})
-SENDING_LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -189,7 +188,7 @@ def _claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> tuple[Sugg
         if row is None or row.status in FINAL_STATUSES:
             return None
         recovering = row.status == "sending"
-        if recovering and row.claimed_at is not None and now - row.claimed_at < SENDING_LEASE:
+        if recovering and row.claimed_at is not None and now - row.claimed_at < rt.settings.sending_lease:
             return None  # another worker holds a live claim
         therapist = session.get(Therapist, row.therapist_id)
         assert therapist is not None
@@ -284,7 +283,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         )
         stuck = list(
             session.scalars(
-                select(Suggestion.id).where(Suggestion.status == "sending", Suggestion.claimed_at < now - SENDING_LEASE).limit(500)
+                select(Suggestion.id).where(Suggestion.status == "sending", Suggestion.claimed_at < now - rt.settings.sending_lease).limit(500)
             )
         )
     for event_id in events:

@@ -17,3 +17,11 @@ DELIVERY_LATENCY = Histogram(
     "Seconds from a suggestion's planned time to its post",
     buckets=(0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60, 300),
 )
+# EHR integrations (issue 5)
+FHIR_GAPS = Counter(
+    "tend_fhir_gap_events_total",
+    "FHIR subscription event numbers found missing (opened) and later received (closed)",
+    ["state"],
+)
+FHIR_FETCHES = Counter("tend_fhir_fetches_total", "id-only FHIR resource fetches by outcome", ["outcome"])
+CDS_CALLS = Counter("tend_cds_calls_total", "CDS Hooks calls by hook and outcome", ["hook", "outcome"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -27,7 +27,10 @@ class JobQueue:
         return self._safely(lambda: self.rq.enqueue("plugin.jobs.evaluate", event_id, job_id=f"evaluate-{event_id}"))
 
     def deliver_at(self, when: datetime, suggestion_id: int, attempt: int = 0) -> bool:
+        """Schedule a delivery; one that is already due skips the scheduler's polling delay."""
         job_id = f"deliver-{suggestion_id}-{attempt}"
+        if when <= datetime.now(timezone.utc):
+            return self._safely(lambda: self.rq.enqueue("plugin.jobs.deliver", suggestion_id, job_id=job_id))
         return self._safely(lambda: self.rq.enqueue_at(when, "plugin.jobs.deliver", suggestion_id, job_id=job_id))
 
     def _safely(self, enqueue) -> bool:  # type: ignore[no-untyped-def]

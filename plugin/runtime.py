@@ -10,6 +10,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from sqlalchemy.orm import Session
@@ -20,6 +22,9 @@ from plugin.queue import JobQueue
 from plugin.rules import RuleSet
 from plugin.secrets_box import SecretBox
 from plugin.store.db import Database
+
+if TYPE_CHECKING:
+    from plugin.rules.packs import Pack
 
 
 @dataclass
@@ -34,7 +39,8 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: config.Settings) -> "Runtime":
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+        # No socket_timeout: the worker blocks on BLPOP for minutes between jobs.
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
         return cls(
             settings=settings,
             db=Database(settings.database_url),
@@ -43,9 +49,54 @@ class Runtime:
             box=SecretBox(settings.secret_key),
         )
 
+    @classmethod
+    def for_replay(cls, rules: RuleSet | None = None, *, rules_path: str | Path | None = None, daily_cap: int = 3) -> "Runtime":
+        """A throwaway runtime for ``tend replay`` / ``tend rules explain``: nothing leaves the process.
+
+        A fresh in-memory SQLite store (one shared connection), a ``DryRunQueue``
+        that records instead of enqueueing, no Redis connection, fresh random keys.
+        ``rules`` replaces the ruleset; otherwise ``rules_path`` (default: the
+        default file) is loaded with every installed rule pack.
+        """
+        import secrets
+        import tempfile
+
+        from sqlalchemy.pool import StaticPool
+
+        from plugin.queue import DryRunQueue
+        from plugin.store.models import Base
+
+        settings = config.Settings(
+            database_url="sqlite://",
+            redis_url="redis://replay.invalid/0",  # never connected to
+            secret_key=secrets.token_urlsafe(32),
+            pseudonym_key=secrets.token_urlsafe(32),
+            instance_path=Path(tempfile.gettempdir()),
+            rules_path=Path(rules_path) if rules_path is not None else config.DEFAULT_RULES,
+            queue_name="tend-replay",
+            daily_cap=daily_cap,
+        )
+        db = Database(settings.database_url, poolclass=StaticPool)
+        Base.metadata.create_all(db.engine)
+        runtime = cls(settings=settings, db=db, redis=None, queue=DryRunQueue(), box=SecretBox(settings.secret_key))  # type: ignore[arg-type]
+        if rules is not None:
+            runtime.__dict__["_rules_and_packs"] = (rules, [])
+        return runtime
+
+    @cached_property
+    def _rules_and_packs(self) -> "tuple[RuleSet, list[Pack]]":
+        from plugin.rules.packs import load_ruleset
+
+        return load_ruleset(self.settings.rules_path)
+
     @cached_property
     def rules(self) -> RuleSet:
-        return RuleSet.load(self.settings.rules_path)
+        """The ruleset file (``TEND_RULES``) extended with every installed rule pack (``tend.rules``)."""
+        return self._rules_and_packs[0]
+
+    @property
+    def packs(self) -> "list[Pack]":
+        return self._rules_and_packs[1]
 
     def rules_for(self, clinic_id: str, session: Session | None = None) -> RuleSet:
         """The ruleset with a clinic's overrides (disabled rules, tuned params) applied.

@@ -22,7 +22,7 @@ import itertools
 import math
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -64,6 +64,9 @@ LEXICON_DIR = Path(__file__).with_name("lexicons")
 _NOT_A_SIGNAL = "not_a_signal"
 # Mentions under these ConText categories are absent, or belong to someone else.
 _DROPPING = frozenset({"NEGATED_EXISTENCE", "FAMILY", "OTHER_EXPERIENCER"})
+# Modifiers that change an outcome; the others (PSEUDO, TERMINATE, HYPOTHETICAL...) only shape
+# these or are ignored, so a sentence without one of these needs no ConText at all.
+_DECISIVE = _DROPPING | {"HISTORICAL"}
 # "History of abuse" is how a note says "abuse survivor": the history *is* the signal, so these
 # stay current (the ladder and framing rules need them) instead of being flagged historical.
 _HISTORY_IS_THE_SIGNAL = frozenset({"abuse_history", "trauma_history"})
@@ -80,6 +83,15 @@ _MAX_PHRASES_PER_PATTERN = 5_000
 # and any line break. Over-splitting only narrows ConText scopes.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|(?<=:)\s+(?=[A-Z])|\s*\n\s*")
 _WORD = re.compile(r"[^\W\d_]+")
+# Poor pre-filter keys: nearly every sentence of a note has one.
+_COMMON_WORDS = frozenset({
+    "a", "an", "the", "i", "me", "my", "she", "he", "her", "him", "his", "they", "them",
+    "herself", "himself", "myself", "themselves", "themself", "to", "of", "on", "in", "by",
+    "with", "and", "but", "or", "so", "very", "really", "not", "no", "is", "am", "are", "was",
+    "were", "be", "been", "do", "does", "did", "have", "has", "had", "can", "could", "when",
+    "if", "that", "who", "this", "it", "feel", "feels", "felt", "feeling", "self", "too", "up",
+    "out", "down", "at", "as", "like", "for", "than", "how", "know", "want",
+})
 
 
 class LexiconError(ValueError):
@@ -146,10 +158,16 @@ def _extract(audience: Audience, text: str) -> Signals:
 
 @dataclass(slots=True)
 class _Extractor:
-    """One audience's pipeline plus the anchor words that make a sentence worth running it on."""
+    """One audience's pipeline, and the words that make a sentence worth running it on.
+
+    A sentence with none of `target_words` holds no lexicon term: it is skipped. A sentence
+    with none of `context_words` holds no negation, history or other-person modifier, so
+    ConText could change nothing: it is skipped too (None: a rule has no anchor, always run).
+    """
 
     nlp: Language
-    anchors: frozenset[str]
+    target_words: frozenset[str]
+    context_words: frozenset[str] | None
     baseline_strings: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -159,31 +177,35 @@ class _Extractor:
         return len(self.nlp.vocab.strings) - self.baseline_strings > _VOCAB_GROWTH_LIMIT
 
     def __call__(self, text: str) -> Signals:
-        sentences = [s for s in _SENTENCE_BREAK.split(text)
-                     if s and not self.anchors.isdisjoint(_WORD.findall(s.lower()))]
         current: set[str] = set()
         historical: set[str] = set()
-        for ent in (ent for sentence in sentences for ent in self._run(sentence).ents):
-            name = ent.label_.lower()
-            if name == _NOT_A_SIGNAL:
+        for sentence in _SENTENCE_BREAK.split(text):
+            words = _WORD.findall(sentence.lower())
+            if self.target_words.isdisjoint(words):
                 continue
-            categories = {modifier.category for modifier in ent._.modifiers}
-            if categories & _DROPPING:
-                continue
-            if "HISTORICAL" in categories and name not in _HISTORY_IS_THE_SIGNAL:
-                historical.add(name)
-            else:
-                current.add(name)
+            decisive = self.context_words is None or not self.context_words.isdisjoint(words)
+            for name, categories in self._mentions(sentence, decisive):
+                if name == _NOT_A_SIGNAL or categories & _DROPPING:
+                    continue
+                if "HISTORICAL" in categories and name not in _HISTORY_IS_THE_SIGNAL:
+                    historical.add(name)
+                else:
+                    current.add(name)
         return Signals(frozenset(current), frozenset(historical))
 
-    def _run(self, sentence: str) -> Doc:
+    def _mentions(self, sentence: str, decisive: bool) -> Iterator[tuple[str, set[str]]]:
         # A Doc per sentence: ConText compares every modifier pair in a Doc, so small Docs keep
         # it cheap, and the sentence boundary is ours. The newline gives "SI denied" a next token.
         doc = self.nlp.make_doc(sentence + "\n")
-        doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
-        for _, component in self.nlp.pipeline:
-            doc = component(doc)
-        return doc
+        doc = self.nlp.get_pipe("medspacy_target_matcher")(doc)
+        if not doc.ents:
+            return
+        if decisive:
+            doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
+            doc = self.nlp.get_pipe("medspacy_context")(doc)
+        for ent in doc.ents:
+            categories = {m.category for m in ent._.modifiers} if decisive else set()
+            yield ent.label_.lower(), categories
 
 
 _extractors: dict[str, _Extractor] = {}
@@ -204,6 +226,7 @@ def _extractor(audience: Audience) -> _Extractor:
 def _build(audience: Audience) -> _Extractor:
     import medspacy
     from medspacy.context import ConTextRule
+    from spacy.attrs import ORTH
     from medspacy.target_matcher import TargetRule
 
     _silence_pyrush()
@@ -218,19 +241,24 @@ def _build(audience: Audience) -> _Extractor:
         "rules": None, "span_attrs": None, "terminating_types": terminating,
         "prune_on_target_overlap": True})
 
+    splits, hosts = _exceptions(nlp)
     targets: list[TargetRule] = []
-    anchors: set[str] = set()
+    target_words: set[str] = set()
     for group, entries in _lexicon(audience).items():
         label = group.upper()
         for index, entry in enumerate(entries):
             where = f"{audience}.yaml: {group}[{index}]"
+            if not isinstance(entry, str):
+                _check_single_tokens(nlp, entry, where)
+            words = _anchor_words(nlp, entry, splits)
+            if words is None:
+                raise LexiconError(f"{where}: needs a required plain word (a LOWER or TEXT value)")
+            if group != _NOT_A_SIGNAL:  # these only ever swallow a real term's match
+                target_words |= words
             if isinstance(entry, str):
                 targets.append(TargetRule(entry, label))
-                anchors.add(_literal_anchor(nlp, entry, where))
                 continue
-            if group != _NOT_A_SIGNAL:  # these only ever swallow a real term's match
-                anchors.update(_pattern_anchor(entry, where))
-            phrases, patterns = _compile(nlp, entry)
+            phrases, patterns = _compile(nlp, entry, hosts)
             targets.extend(TargetRule(phrase, label) for phrase in phrases)
             targets.extend(TargetRule(where, label, pattern=pattern) for pattern in patterns)
 
@@ -241,38 +269,55 @@ def _build(audience: Audience) -> _Extractor:
             for section in ("both", audience)
             for index, entry in enumerate(spec.get(section) or [])]
     modifiers = [compiled for rule in defaults + ours
-                 for compiled in _context_rules(nlp, ConTextRule, rule)]
+                 for compiled in _context_rules(nlp, ConTextRule, rule, hosts)]
+    context_words: set[str] | None = set()
+    for rule in defaults + ours:
+        if rule.category.upper() not in _DECISIVE or rule.direction in ("TERMINATE", "PSEUDO"):
+            continue
+        words = None if isinstance(rule.pattern, str) else _anchor_words(
+            nlp, rule.literal if rule.pattern is None else rule.pattern, splits)
+        if words is None:
+            context_words = None
+            break
+        context_words |= words
 
     with nlp.select_pipes(disable=nlp.pipe_names):  # phrases are tokenized with the pipeline
         nlp.get_pipe("medspacy_target_matcher").add(targets)
         context.add(modifiers)
-    return _Extractor(nlp, frozenset(anchors))
+    return _Extractor(nlp, _with_splits(target_words, splits),
+                      None if context_words is None else _with_splits(context_words, splits))
 
 
-def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
+             hosts: Mapping[str, frozenset[str]]) -> tuple[list[str], list[list[Any]]]:
     """Rewrite a token pattern as phrases for the PhraseMatcher plus whatever must stay a pattern.
 
-    spaCy's Matcher evaluates every {"IN": [...]} predicate in Python on every token (most of the
-    cost once PyRuSH is gone); the PhraseMatcher is one hash lookup per token whatever the number
-    of phrases. A LOWER-only pattern is spelled out as the phrases it matches (same matches);
-    a phrase the tokenizer would not reproduce, or a pattern with wildcards or flags, stays a
-    pattern, with its first token made a plain, required word so only real candidates reach
-    the Python predicates.
+    spaCy's Matcher costs ~10 us a call and evaluates {"IN": [...]} predicates in Python on every
+    token; the PhraseMatcher is one hash lookup per token whatever the number of phrases. So a
+    LOWER-only pattern is spelled out as the phrases it matches. A phrase opening on a contraction
+    piece ("n't appear") gets each word the tokenizer attaches it to ("don't appear", "isn't
+    appear"), which only widens the matched span by that word. Wildcards, flags or a huge product
+    stay a pattern, first token made a plain required word so few tokens reach the predicates.
     """
     choices = _word_choices(pattern)
     if choices is None or math.prod(map(len, choices)) > _MAX_PHRASES_PER_PATTERN:
         return [], _plain_first_token(list(pattern))
+    if any(not any(choice) for choice in choices):
+        return [], []  # a required token accepts only multi-word values: it can never match
     phrases: list[str] = []
     patterns: list[list[Any]] = []
     for combination in itertools.product(*choices):
         words = [word for word in combination if word is not None]
         if not words:
             continue
-        phrase = _join_tokens(words)
-        if [token.lower_ for token in nlp.make_doc(phrase)] == words:
-            phrases.append(phrase)
-        else:
-            patterns.append([{"LOWER": word} for word in words])
+        spellings = [[host, *words] for host in sorted(hosts.get(words[0], ()))] or [words]
+        for tokens in spellings:
+            phrase = _join_tokens(tokens)
+            if [token.lower_ for token in nlp.make_doc(phrase)] == tokens:
+                phrases.append(phrase)
+            else:
+                patterns.append([{"LOWER": word} for word in words])
+                break
     return phrases, patterns
 
 
@@ -286,7 +331,8 @@ def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]
         value = token["LOWER"]
         if isinstance(value, dict) and set(value) != {"IN"}:
             return None
-        words: list[str | None] = list(value["IN"]) if isinstance(value, dict) else [value]
+        values = value["IN"] if isinstance(value, dict) else [value]
+        words: list[str | None] = [word for word in values if not any(c.isspace() for c in word)]
         choices.append(words + [None] if op == "?" else words)
     return choices
 
@@ -310,11 +356,12 @@ def _join_tokens(words: Sequence[str]) -> str:
     return text
 
 
-def _context_rules(nlp: Language, rule_type: type, rule: Any) -> list[Any]:
+def _context_rules(nlp: Language, rule_type: type, rule: Any,
+                   hosts: Mapping[str, frozenset[str]]) -> list[Any]:
     """The same ConText modifier, as phrases and cheap patterns (see _compile)."""
     if rule.pattern is None or isinstance(rule.pattern, str):
         return [rule]
-    phrases, patterns = _compile(nlp, rule.pattern)
+    phrases, patterns = _compile(nlp, rule.pattern, hosts)
     common = {"direction": rule.direction, "allowed_types": rule.allowed_types,
               "excluded_types": rule.excluded_types, "max_scope": rule.max_scope,
               "max_targets": rule.max_targets, "terminated_by": rule.terminated_by}
@@ -411,27 +458,74 @@ def _check_pattern(pattern: Any, where: str) -> None:
                 raise LexiconError(f"{where}: token {position} LOWER values must be lower case")
 
 
-def _pattern_anchor(pattern: Sequence[Mapping[str, Any]], where: str) -> frozenset[str]:
-    """The required token whose shortest value is longest: rare words make the pre-filter sharp."""
-    best: list[str] | None = None
-    for token in pattern:
-        if token.get("OP") in ("?", "*", "!"):
-            continue
-        key = next((k for k in _WORD_KEYS if k in token), None)
-        if key is None:
-            continue
-        value = token[key]
-        words = [w.lower() for w in (value["IN"] if isinstance(value, dict) else [value])]
-        if words and all(w.isalpha() for w in words):
-            if best is None or min(map(len, words)) > min(map(len, best)):
-                best = words
-    if best is None:
-        raise LexiconError(f"{where}: needs a required token with plain-word LOWER/TEXT values")
+def _check_single_tokens(nlp: Language, pattern: Sequence[Mapping[str, Any]], where: str) -> None:
+    """A LOWER value the tokenizer splits ("self-harm") can never match a single token."""
+    for position, token in enumerate(pattern):
+        value = token.get("LOWER")
+        values = value["IN"] if isinstance(value, dict) else [] if value is None else [value]
+        for word in values:
+            if not _is_token(nlp, word):
+                raise LexiconError(f"{where}: token {position} value {word!r} is several tokens; "
+                                   "split it into tokens or write the entry as a phrase")
+
+
+def _is_token(nlp: Language, word: str) -> bool:
+    if [token.lower_ for token in nlp.make_doc(word)] == [word]:
+        return True
+    # contraction pieces ("n't", "'m", "'s") are tokens only after a word
+    return any(nlp.make_doc(host + word)[-1].lower_ == word for host in ("do", "i", "it", "they"))
+
+
+def _anchor_words(nlp: Language, entry: str | Sequence[Mapping[str, Any]],
+                  splits: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
+    """Words one of which every match contains, chosen to be rare: the pre-filter's keys.
+
+    A phrase offers its plain words; a pattern, each required token whose values are all plain
+    words. Common words ("she", "herself", "on") would let most sentences through, so they are
+    avoided when there is a choice, and so are pieces of split words ("ca" of "can't", which
+    would bring in every "t"); then the longest shortest value wins.
+    """
+    options: list[list[str]] = []
+    if isinstance(entry, str):
+        options = [[token.lower_] for token in nlp.make_doc(entry)]
+    else:
+        for token in entry:
+            key = next((k for k in _WORD_KEYS if k in token), None)
+            if key is not None and token.get("OP") not in ("?", "*", "!"):
+                value = token[key]
+                options.append([w.lower() for w in (value["IN"] if isinstance(value, dict)
+                                                    else [value])])
+    # "n't", "'s": the text shows the letters after the apostrophe ("don't" -> "don", "t").
+    runs = [[word.rpartition("'")[2] for word in words] for words in options]
+    runs = [words for words in runs if words and all(word.isalpha() for word in words)]
+    if not runs:
+        return None
+    best = max(runs, key=lambda words: (_COMMON_WORDS.isdisjoint(words),
+                                        not any(word in splits for word in words),
+                                        min(map(len, words))))
     return frozenset(best)
 
 
-def _literal_anchor(nlp: Language, literal: str, where: str) -> str:
-    words = [token.lower_ for token in nlp.make_doc(literal) if token.is_alpha]
-    if not words:
-        raise LexiconError(f"{where}: a phrase needs at least one plain word")
-    return max(words, key=len)
+def _exceptions(nlp: Language) -> tuple[Mapping[str, frozenset[str]], Mapping[str, frozenset[str]]]:
+    """What the tokenizer's special cases do to words, from its own rule table.
+
+    splits: a token cut out of a longer word ("not" of "cannot"), with that word's letter runs,
+    so the pre-filter counts "cannot" as containing "not". hosts: the words a contraction piece
+    comes attached to ("n't": "do", "is", "ca"...), to spell out phrases that open on one.
+    """
+    splits: dict[str, set[str]] = {}
+    hosts: dict[str, set[str]] = {}
+    for text, tokens in nlp.tokenizer.rules.items():
+        runs = _WORD.findall(text.lower())
+        words = [str(token.get(ORTH, token.get("ORTH", ""))).lower() for token in tokens]
+        for position, word in enumerate(words):
+            if word.isalpha() and word not in runs:
+                splits.setdefault(word, set()).update(runs)
+            if position and (word == "n't" or word.startswith("'")) and words[position - 1].isalpha():
+                hosts.setdefault(word, set()).add(words[position - 1])
+    return ({word: frozenset(runs) for word, runs in splits.items()},
+            {piece: frozenset(words) for piece, words in hosts.items()})
+
+
+def _with_splits(words: set[str], splits: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    return frozenset(words).union(*(splits.get(word, frozenset()) for word in words))

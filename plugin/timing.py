@@ -41,7 +41,9 @@ __all__ = [
 
 TIMINGS = frozenset({"now", "next_gap", "before_next_appointment", "pre_session", "none"})
 AUDIENCES = frozenset({"therapist", "client"})
-STATUSES = frozenset({"scheduled", "expired", "skipped"})
+# plan()/recheck() return the first three; callers also record decisions that send
+# nothing ("logged") and sends whose session was cancelled ("cancelled") as Slots.
+STATUSES = frozenset({"scheduled", "expired", "skipped", "logged", "cancelled"})
 
 _DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_WORKING_HOURS: Mapping[str, tuple[str, str]] = {

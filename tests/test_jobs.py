@@ -17,9 +17,10 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture
-def slack_rt(tmp_path, sqlite_url, redis_server, fake_slack):  # type: ignore[no-untyped-def]
+def slack_rt(tmp_path, database_url, redis_server, fake_slack):  # type: ignore[no-untyped-def]
+    """A runtime delivering to the fake Slack, on SQLite and on PostgreSQL."""
     redis_server.flushdb()
-    env = make_env(tmp_path, sqlite_url, TEND_SLACK_BOT_TOKEN="xoxb-test", TEND_SLACK_API_URL=fake_slack.base_url)
+    env = make_env(tmp_path, database_url, TEND_SLACK_BOT_TOKEN="xoxb-test", TEND_SLACK_API_URL=fake_slack.base_url)
     runtime = Runtime.build(config.load(env))
     upgrade(runtime.db)
     bind(runtime)

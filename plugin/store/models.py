@@ -273,3 +273,73 @@ class AccessLog(Base):
     what: Mapped[str] = mapped_column(String(200))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime]
+
+
+# --- EHR integrations (issue 5): FHIR subscriptions and CDS Hooks ---------------
+
+
+class FhirEndpoint(Base):
+    """Where a clinic's id-only FHIR notifications are fetched from.
+
+    The token is never stored: ``token_env`` names the environment variable the
+    worker reads it from at fetch time.
+    """
+
+    __tablename__ = "fhir_endpoints"
+
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(1000))
+    token_env: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+
+
+class FhirSubscription(Base):
+    """What Tend has seen of one of a clinic's topic-based subscriptions.
+
+    ``missing`` holds the event numbers not (yet) received as closed ranges
+    ``[[first, last], ...]``: a notification that arrives late closes its hole.
+    """
+
+    __tablename__ = "fhir_subscriptions"
+    __table_args__ = (UniqueConstraint("clinic_id", "subscription"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"))
+    subscription: Mapped[str] = mapped_column(String(300))
+    topic: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="")
+    last_type: Mapped[str] = mapped_column(String(30), default="")
+    highest_event_number: Mapped[int] = mapped_column(BigInteger, default=0)
+    missing: Mapped[list[Any]] = mapped_column(default=list)
+    missing_since: Mapped[datetime | None]
+    gaps_seen: Mapped[int] = mapped_column(default=0)
+    handshake_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class CdsClient(Base):
+    """A CDS Hooks client (an EHR) allowed to call Tend for a clinic, by its JWT issuer."""
+
+    __tablename__ = "cds_clients"
+    __table_args__ = (UniqueConstraint("issuer"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    jwks_url: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime]
+
+
+class CdsCard(Base):
+    """A card returned to an EHR, tied to its suggestion-log row so feedback can find it."""
+
+    __tablename__ = "cds_cards"
+    __table_args__ = (UniqueConstraint("card_uuid"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.id"))
+    card_uuid: Mapped[str] = mapped_column(String(36))
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
+    hook_instance: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]

@@ -192,6 +192,15 @@ class FakeSlack:
                 _Fault(n, status, error, retry_after if status == 429 else None, method)
             )
 
+    def hold_answers(self, method: str, seconds: float) -> None:
+        """Apply ``method`` at once but answer only after ``seconds``.
+
+        Lets a test kill the caller between Slack's side effect and the
+        caller's own record of it (a crash between post and commit).
+        """
+        with self._lock:
+            self._holds[method] = seconds
+
     def reset(self) -> None:
         """Forget everything recorded and configured, so one server can serve many tests."""
         with self._lock:
@@ -204,6 +213,7 @@ class FakeSlack:
         self._views: dict[str, dict[str, Any]] = {}
         self._users: dict[str, _User] = {}
         self._faults: list[_Fault] = []
+        self._holds: dict[str, float] = {}
         self._last_ts_us = 0
 
     # ---------------------------------------------------------------- reading
@@ -594,7 +604,11 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {}, {"ok": False, "error": "invalid_form_data"})
                 return
             headers = {k: v for k, v in self.headers.items()}
-            self._send(*fake.handle(method, params, headers))
+            answer = fake.handle(method, params, headers)
+            hold = fake._holds.get(method)
+            if hold:
+                time.sleep(hold)
+            self._send(*answer)
 
         def _send(self, status: int, extra: Mapping[str, str], body: Mapping[str, Any]) -> None:
             data = json.dumps(body).encode("utf-8")

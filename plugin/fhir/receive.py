@@ -1,0 +1,228 @@
+"""Record a subscription notification: its events, exactly once, and the subscription's state.
+
+Each notification event becomes one ``Event`` with source ``fhir`` and dedupe
+key ``<subscription>#<eventNumber>``. A full resource is mapped and read here
+(its text becomes signals and is dropped); an id-only event, or a note whose
+text sits behind an attachment ``url``, is recorded as ``fetching`` with the
+reference only, and the worker fetches it (``plugin.fhir.fetch``). The
+subscription's row tracks the highest event number, the numbers still missing
+and when a gap opened, for ``/metrics`` and ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Retry
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from plugin import intake, metrics
+from plugin.events import InboundEvent, from_wire
+from plugin.fhir import gaps
+from plugin.fhir.mapping import Ignored, map_resource
+from plugin.fhir.notification import Notification, NotificationEvent
+from plugin.runtime import Runtime
+from plugin.store.db import utcnow
+from plugin.store.models import Event, FhirSubscription
+from schemas.fhir import MAPPED_RESOURCES
+
+log = logging.getLogger(__name__)
+SOURCE = "fhir"
+PENDING_TYPE = "fhir.pending"
+FETCH_JOB = "plugin.fhir.fetch.fetch_and_evaluate"
+FETCH_RETRY = Retry(max=4, interval=[10, 60, 300, 900])
+#: A hole younger than this may still be a late delivery (reordering); older ones fail /readyz.
+GAP_GRACE = timedelta(minutes=2)
+
+
+@dataclass
+class Outcome:
+    event_number: int
+    status: str  # accepted | duplicate | ignored | fetching
+    event_id: int | None = None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"event_number": self.event_number, "status": self.status}
+        if self.event_id is not None:
+            body["event_id"] = self.event_id
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+@dataclass
+class Receipt:
+    type: str
+    subscription: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    missing: int = 0
+
+    @property
+    def accepted_any(self) -> bool:
+        return any(o.status in ("accepted", "fetching") for o in self.outcomes)
+
+
+def dedupe_key(subscription: str, number: int) -> str:
+    return f"{subscription}#{number}"
+
+
+def enqueue_fetch(rt: Runtime, event_id: int) -> bool:
+    try:
+        rt.queue.rq.enqueue(FETCH_JOB, event_id, job_id=f"fhir-fetch-{event_id}", retry=FETCH_RETRY)
+        return True
+    except RedisError as err:
+        log.warning("could not enqueue a FHIR fetch (%s); the sweeper will pick it up", type(err).__name__)
+        return False
+
+
+def record_pending(rt: Runtime, clinic_id: str, key: str, event_type: str, occurred_at: datetime, data: dict[str, Any],
+                   therapist_ehr_id: str | None = None, client_ehr_id: str | None = None) -> intake.Accepted:
+    """Like ``intake.accept`` but the event waits in ``fetching`` for the worker."""
+    def existing(session) -> int | None:  # type: ignore[no-untyped-def]
+        return session.scalar(select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == key))
+
+    try:
+        with rt.db.session() as session:
+            found = existing(session)
+            if found is not None:
+                return intake.Accepted(found, duplicate=True)
+            client_id = None
+            if client_ehr_id is not None:
+                client_id = intake.client_id_for(session, clinic_id, client_ehr_id, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
+            row = Event(
+                clinic_id=clinic_id, source=SOURCE, dedupe_key=key, type=event_type, occurred_at=occurred_at, received_at=utcnow(),
+                therapist_ehr_id=therapist_ehr_id, client_id=client_id, data=data, status="fetching",
+            )
+            session.add(row)
+            session.flush()
+            return intake.Accepted(row.id, duplicate=False)
+    except IntegrityError:
+        with rt.db.session() as session:
+            found = existing(session)
+        if found is None:
+            raise
+        return intake.Accepted(found, duplicate=True)
+
+
+def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEvent, now: datetime) -> Outcome:
+    key = dedupe_key(note.subscription, item.number)
+    occurred_at = item.timestamp or now
+    pending = {"reference": item.focus, "models": note.models, "attempts": 0}
+    if item.resource is None:
+        kind = (item.focus or "").split("/")[0]
+        if kind not in MAPPED_RESOURCES:
+            return Outcome(item.number, "ignored", reason=f"focus {kind or 'missing'} is not one Tend reads")
+        accepted = record_pending(rt, clinic_id, key, PENDING_TYPE, occurred_at, {"fhir": pending})
+        if not accepted.duplicate:
+            enqueue_fetch(rt, accepted.event_id)
+        return Outcome(item.number, "duplicate" if accepted.duplicate else "fetching", accepted.event_id)
+    mapped = map_resource(item.resource)
+    if isinstance(mapped, Ignored):
+        return Outcome(item.number, "ignored", reason=mapped.reason)
+    event: InboundEvent = from_wire(
+        clinic_id=clinic_id, source=SOURCE, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=mapped.data
+    )
+    del mapped.data["text"] if "text" in mapped.data else None  # noqa: the text goes no further
+    if mapped.attachment_url:
+        data = {**event.storable(), "fhir": {**pending, "attachment_url": mapped.attachment_url}}
+        accepted = record_pending(rt, clinic_id, key, event.type, occurred_at, data, event.therapist_ehr_id, event.client_ehr_id)
+        if not accepted.duplicate:
+            enqueue_fetch(rt, accepted.event_id)
+        return Outcome(item.number, "duplicate" if accepted.duplicate else "fetching", accepted.event_id)
+    accepted = intake.accept(rt.db, event, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
+    if not accepted.duplicate:
+        rt.queue.evaluate(accepted.event_id)
+    return Outcome(item.number, "duplicate" if accepted.duplicate else "accepted", accepted.event_id)
+
+
+def _subscription_row(session, clinic_id: str, note: Notification, now: datetime) -> tuple[FhirSubscription, bool]:  # type: ignore[no-untyped-def]
+    query = select(FhirSubscription).where(FhirSubscription.clinic_id == clinic_id, FhirSubscription.subscription == note.subscription)
+    row = session.scalar(query.with_for_update())
+    if row is not None:
+        return row, False
+    try:
+        with session.begin_nested():
+            row = FhirSubscription(
+                clinic_id=clinic_id, subscription=note.subscription, status="", last_type="", highest_event_number=0, missing=[],
+                gaps_seen=0, last_seen_at=now, created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return row, True
+    except IntegrityError:
+        return session.scalar(query.with_for_update()), False
+
+
+def _track(rt: Runtime, clinic_id: str, note: Notification, numbers: list[int], now: datetime) -> int:
+    """Update the subscription's state; returns how many event numbers are missing."""
+    with rt.db.session() as session:
+        row, created = _subscription_row(session, clinic_id, note, now)
+        row.topic = note.topic or row.topic
+        row.status = note.status or row.status
+        row.last_type = note.type
+        row.last_seen_at = now
+        if note.type == "handshake":
+            row.handshake_at = now
+        highest, missing = row.highest_event_number, [list(r) for r in row.missing or []]
+        if created and note.type != "handshake":
+            # First sight without a handshake: start counting here rather than flag the past.
+            highest = min(numbers) - 1 if numbers else (note.events_since_start or 0)
+        opened = closed = 0
+        for number in sorted(numbers):
+            seen = gaps.event_received(highest, missing, number)
+            highest, missing, opened, closed = seen.highest, seen.missing, opened + seen.opened, closed + seen.closed
+        if note.events_since_start is not None and note.type in ("heartbeat", "event-notification"):
+            seen = gaps.total_reported(highest, missing, note.events_since_start)
+            highest, missing, opened = seen.highest, seen.missing, opened + seen.opened
+        if opened:
+            metrics.FHIR_GAPS.labels(state="opened").inc(opened)
+            row.gaps_seen += 1
+            log.warning(
+                "FHIR subscription %s of clinic %s: %d event(s) missing (highest event %d)", note.subscription, clinic_id, opened, highest
+            )
+        if closed:
+            metrics.FHIR_GAPS.labels(state="closed").inc(closed)
+        row.highest_event_number, row.missing = highest, missing
+        if missing and row.missing_since is None:
+            row.missing_since = now
+        elif not missing:
+            row.missing_since = None
+        return gaps.count(missing)
+
+
+def receive(rt: Runtime, clinic_id: str, note: Notification, now: datetime | None = None) -> Receipt:
+    now = now or utcnow()
+    receipt = Receipt(note.type, note.subscription)
+    if note.type == "event-notification":
+        for item in note.events:
+            outcome = _event(rt, clinic_id, note, item, now)
+            receipt.outcomes.append(outcome)
+            metrics.EVENTS.labels(source=SOURCE, outcome=outcome.status).inc()
+    else:
+        metrics.EVENTS.labels(source=SOURCE, outcome=note.type).inc()
+    numbers = [item.number for item in note.events] if note.type == "event-notification" else []
+    receipt.missing = _track(rt, clinic_id, note, numbers, now)
+    return receipt
+
+
+def ready_check(rt: Runtime) -> str:
+    """``/readyz``: "ok", or which subscriptions have had events missing for longer than the grace."""
+    cutoff = utcnow() - GAP_GRACE
+    with rt.db.session() as session:
+        rows = list(
+            session.execute(
+                select(FhirSubscription.clinic_id, FhirSubscription.subscription, FhirSubscription.missing).where(
+                    FhirSubscription.missing_since.is_not(None), FhirSubscription.missing_since < cutoff
+                ).limit(20)
+            )
+        )
+    if not rows:
+        return "ok"
+    described = ", ".join(f"{clinic}/{sub} ({gaps.count(missing)} missing)" for clinic, sub, missing in rows[:5])
+    return f"FHIR events missing on {len(rows)} subscription(s): {described}"
