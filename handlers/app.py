@@ -8,6 +8,9 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from handlers import ehr, health, logs
+from handlers import cds_hooks, fhir
+from handlers import slack as slack_edge
+from handlers import review_api, review_auth, review_pages
 from handlers.problems import from_http_exception, problem
 from plugin import config
 from plugin.runtime import Runtime, bind
@@ -28,6 +31,12 @@ def create_app(settings: config.Settings | None = None, runtime: Runtime | None 
     logs.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(ehr.bp)
+    fhir.register(app)  # /webhooks/<clinic>/fhir and the fhir_gaps /readyz check
+    app.register_blueprint(cds_hooks.bp)  # /cds-services
+    slack_edge.init_app(app, runtime)  # /slack/events (Bolt when Slack is configured)
+    app.register_blueprint(review_auth.bp)
+    app.register_blueprint(review_pages.bp)
+    review_api.init_app(app)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> Response:

@@ -179,6 +179,10 @@ main.add_command(rules)
 main.add_command(replay_command)
 clinics.add_command(clinics_rules)
 main.add_command(demo)
+from handlers.cli_slack import clinics_slack  # noqa: E402
+clinics.add_command(clinics_slack)
 
 if __name__ == "__main__":
     main()
+
+import handlers.cli_ehr  # noqa: E402,F401  (tend clinics fhir / tend clinics cds)

@@ -54,6 +54,7 @@ def start_private_redis() -> tuple[subprocess.Popen[bytes], str]:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches Tend's processes first; Redis stops after them
     )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
@@ -115,6 +116,9 @@ def run_dev(host: str, port: int) -> int:
     tend = [sys.executable, "-m", "handlers.cli"]
     processes.append(subprocess.Popen([*tend, "web", "--dev", "--host", host, "--port", str(port)], env=env))
     processes.append(subprocess.Popen([*tend, "worker"], env=env))
+    if settings.slack_app_token:  # Socket Mode: Slack reaches this machine without a public URL
+        processes.append(subprocess.Popen([sys.executable, "-m", "handlers.slack"], env=env))
+        click.echo("Slack: Socket Mode (TEND_SLACK_APP_TOKEN)")
 
     stopping = False
 
@@ -134,6 +138,8 @@ def run_dev(host: str, port: int) -> int:
                     stopping = True
             time.sleep(0.2)
     finally:
-        _stop(processes + ([redis_process] if redis_process else []))
+        _stop(processes)
+        if redis_process is not None:
+            _stop([redis_process])
         click.echo("stopped")
     return status

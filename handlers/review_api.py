@@ -54,16 +54,22 @@ class ProblemApi(Api):
 
     def _register_error_handlers(self) -> None:
         # The app's own handler already answers problem+json everywhere; the API's
-        # blueprint gets this one (with the 422 field errors) in init_app below.
+        # blueprint has ``problem_for`` (with the 422 field errors) as its own.
         pass
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
-        data = getattr(error, "data", None) or {}
-        extensions: dict[str, Any] = {}
-        errors = data.get("errors") or data.get("messages")
-        if errors:
-            extensions["errors"] = errors
-        return problem(error.code or 500, error.name, data.get("message") or error.description, headers=data.get("headers"), **extensions)
+        return problem_for(error)
+
+
+@blp.errorhandler(HTTPException)
+def problem_for(error: HTTPException) -> Response:
+    """flask-smorest's and webargs' errors (``abort(..., message=, errors=, headers=)``) as problem+json."""
+    data = getattr(error, "data", None) or {}
+    extensions: dict[str, Any] = {}
+    errors = data.get("errors") or data.get("messages")
+    if errors:
+        extensions["errors"] = errors
+    return problem(error.code or 500, error.name, data.get("message") or error.description, headers=data.get("headers"), **extensions)
 
 
 def init_app(app: Flask) -> ProblemApi:
@@ -82,7 +88,6 @@ def init_app(app: Flask) -> ProblemApi:
     api = ProblemApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "description": "A user's token from `tend users add` (tend_...)"})
     api.register_blueprint(blp)
-    app.blueprints["review_api"].register_error_handler(HTTPException, api.handle_http_exception)
     app.extensions["tend_review_api"] = api
     return api
 

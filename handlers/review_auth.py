@@ -149,6 +149,24 @@ def page_context() -> dict[str, Any]:
 
 bp.context_processor(page_context)
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def secure_headers(response: Response) -> Response:
+    """Review pages are private, never framed, and load nothing from elsewhere."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+bp.after_request(secure_headers)
+
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Pages: a signed-in user or a redirect to the sign-in form (coming back here after)."""

@@ -43,11 +43,13 @@ class Sweeper(threading.Thread):
 def run_worker(rt: Runtime, *, burst: bool = False) -> None:
     logs.configure(rt.settings.log_format)
     name = f"tend-{socket.gethostname()}-{threading.get_native_id()}"
+    # SimpleWorker runs jobs in this process: the rules and copy load once, and
+    # a killed worker leaves claims that the sweeper recovers. It is made before
+    # the sweeper uses Redis: rq raises the pool's socket timeout above its BLPOP
+    # wait, which only connections opened afterwards pick up.
+    worker = SimpleWorker([rt.queue.rq], connection=rt.redis, name=name)
     if burst:
         jobs.sweep()
     else:
         Sweeper(rt, name).start()
-    # SimpleWorker runs jobs in this process: the rules and copy load once, and
-    # a killed worker leaves claims that the sweeper recovers.
-    worker = SimpleWorker([rt.queue.rq], connection=rt.redis, name=name)
     worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -94,3 +94,27 @@ def from_wire(
         signals=signals_of(event_type, data),
         therapist_signals=therapist_signals_of(data),
     )
+
+
+def from_slack_message(
+    *, clinic_id: str, therapist_ehr_id: str, event_id: str, occurred_at: datetime, text: str, thread_ts: str | None
+) -> InboundEvent:
+    """A therapist's DM to the bot (``therapist.message``): the text is read for signals here, once.
+
+    Only the therapist signals are kept, plus the message's ts (Slack's opaque id
+    of it, so the reply can go into its thread). The dedupe key is Slack's
+    ``event_id``, so a retried event is the same event.
+    """
+    found = signal_extraction.extract_therapist(text)
+    return InboundEvent(
+        clinic_id=clinic_id,
+        source="slack",
+        dedupe_key=event_id,
+        type="therapist.message",
+        occurred_at=occurred_at,
+        therapist_ehr_id=therapist_ehr_id,
+        client_ehr_id=None,
+        fields={"slack_thread_ts": thread_ts} if thread_ts else {},
+        # Risk language counts even when phrased as past ("I wanted to die last week"): safety errs that way.
+        therapist_signals=found.current | (found.historical & {"risk_language"}),
+    )

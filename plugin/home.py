@@ -7,7 +7,6 @@ to them, the own-practice streak); wording comes from the catalogue through
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 from plugin.context import PRACTICE_WINDOW
 from plugin.delivery.compose import KIND_BY_RULE
 from plugin.delivery.slack_views import Lines
+from plugin.store.db import Database
 from plugin.store.models import Feedback, PracticeLog, Suggestion, Therapist
 from plugin.therapist_settings import local_clock
 
@@ -197,5 +197,20 @@ def home_view(therapist: Therapist, ov: Overview, now: datetime, default_limit: 
     return lines.home_view()
 
 
-def tally(items: tuple[WeekItem, ...]) -> Counter[str]:
-    return Counter(item.answer for item in items)
+# --- entry points for the Slack listeners --------------------------------------------
+
+
+def view_for(db: Database, therapist_id: int, now: datetime, default_limit: int) -> dict[str, Any] | None:
+    with db.session() as session:
+        therapist = session.get(Therapist, therapist_id)
+        if therapist is None:
+            return None
+        return home_view(therapist, overview(session, therapist, now), now, default_limit)
+
+
+def stats_for(db: Database, therapist_id: int, now: datetime) -> dict[str, Any] | None:
+    with db.session() as session:
+        therapist = session.get(Therapist, therapist_id)
+        if therapist is None:
+            return None
+        return stats_message(overview(session, therapist, now))

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from plugin import metrics, runtime, timing
+from plugin import metrics, runtime, slack_sendtime, timing
 from plugin.apply import apply_event, therapist_for
 from plugin.context import build_facts, calendar_for, ledger_for, local_day
 from plugin.delivery.base import DeliveryError
@@ -183,6 +183,7 @@ def _claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> tuple[Sugg
     Returns the row, its therapist and whether this is a recovery of an
     earlier claim whose outcome is unknown.
     """
+    presence = slack_sendtime.before_claim(rt, suggestion_id, now)  # Slack zone + DND, outside the transaction
     with rt.db.session() as session:
         row = session.scalar(select(Suggestion).where(Suggestion.id == suggestion_id).with_for_update())
         if row is None or row.status in FINAL_STATUSES:
@@ -194,6 +195,7 @@ def _claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> tuple[Sugg
         assert therapist is not None
         if not recovering:
             slot = _recheck(session, row, therapist, now, rt.settings.daily_cap)
+            slot = slack_sendtime.respect_dnd(slot, presence, row.expires_at, therapist.timezone, now)
             if slot.status != "scheduled":
                 row.status, row.timing_reason = slot.status, slot.reason
                 _attempt(session, row.id, slot.status, slot.reason)
@@ -226,9 +228,9 @@ def deliver(suggestion_id: int) -> str:
     row, therapist, uncertain = claimed
     channel = rt.channel
     try:
-        sent = channel.find_sent(therapist.slack_user_id, row.id, row.created_at) if uncertain else None
+        sent = slack_sendtime.find_sent(rt, therapist.slack_user_id, row) if uncertain else None
         if sent is None:
-            sent = channel.send(therapist.slack_user_id, payload_for(row, now, rt.settings.assistance_line))
+            sent = channel.send(therapist.slack_user_id, slack_sendtime.threaded(rt, row, payload_for(row, now, rt.settings.assistance_line)))
     except DeliveryError as err:
         return _after_failure(rt, row, err)
     with rt.db.session() as session:

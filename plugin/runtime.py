@@ -39,7 +39,6 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: config.Settings) -> "Runtime":
-        # No socket_timeout: the worker blocks on BLPOP for minutes between jobs.
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
         return cls(
             settings=settings,

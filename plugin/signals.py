@@ -22,6 +22,7 @@ import itertools
 import math
 import re
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -62,6 +63,7 @@ _AUDIENCE_SIGNALS: Mapping[str, frozenset[str]] = {
 
 LEXICON_DIR = Path(__file__).with_name("lexicons")
 _NOT_A_SIGNAL = "not_a_signal"
+_EXACT = "tend_exact_text"   # TargetRule metadata key: the match must have exactly this text
 # Mentions under these ConText categories are absent, or belong to someone else.
 _DROPPING = frozenset({"NEGATED_EXISTENCE", "FAMILY", "OTHER_EXPERIENCER"})
 # Modifiers that change an outcome; the others (PSEUDO, TERMINATE, HYPOTHETICAL...) only shape
@@ -79,19 +81,22 @@ _VOCAB_GROWTH_LIMIT = 20_000
 # Above this a pattern stays a Matcher pattern rather than becoming phrases (build time, memory).
 _MAX_PHRASES_PER_PATTERN = 5_000
 
-# Sentence ends: .!?; before whitespace, a colon before a capitalised clause ("Plan: Continue"),
-# and any line break. Over-splitting only narrows ConText scopes.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+|(?<=:)\s+(?=[A-Z])|\s*\n\s*")
+# Sentence ends: line breaks, and .!?;: before whitespace (see _sentences for the colon).
+# Over-splitting only narrows ConText scopes.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+")
 _WORD = re.compile(r"[^\W\d_]+")
-# Poor pre-filter keys: nearly every sentence of a note has one.
-_COMMON_WORDS = frozenset({
-    "a", "an", "the", "i", "me", "my", "she", "he", "her", "him", "his", "they", "them",
-    "herself", "himself", "myself", "themselves", "themself", "to", "of", "on", "in", "by",
-    "with", "and", "but", "or", "so", "very", "really", "not", "no", "is", "am", "are", "was",
-    "were", "be", "been", "do", "does", "did", "have", "has", "had", "can", "could", "when",
-    "if", "that", "who", "this", "it", "feel", "feels", "felt", "feeling", "self", "too", "up",
-    "out", "down", "at", "as", "like", "for", "than", "how", "know", "want",
-})
+# Poor pre-filter keys, most frequent first: nearly every sentence of a note has one.
+_COMMON_WORDS = (
+    "the", "to", "and", "a", "of", "she", "her", "i", "in", "is", "was", "he", "that", "it",
+    "with", "for", "on", "t", "be", "not", "as", "at", "this", "have", "his", "has", "are",
+    "but", "had", "they", "by", "s", "from", "or", "about", "do", "were", "can", "an", "so",
+    "if", "no", "when", "would", "me", "my", "him", "been", "feel", "feels", "felt", "feeling",
+    "did", "does", "herself", "himself", "very", "like", "how", "know", "want", "up", "out",
+    "than", "too", "really", "could", "self", "myself", "them", "who", "themselves", "themself",
+    "down", "well", "other", "any", "client", "patient", "therapist", "writer", "session",
+    "others", "people", "someone", "anyone", "week", "work", "hard", "difficult", "today",
+)
+_COMMONNESS = {word: len(_COMMON_WORDS) - rank for rank, word in enumerate(_COMMON_WORDS)}
 
 
 class LexiconError(ValueError):
@@ -179,7 +184,7 @@ class _Extractor:
     def __call__(self, text: str) -> Signals:
         current: set[str] = set()
         historical: set[str] = set()
-        for sentence in _SENTENCE_BREAK.split(text):
+        for sentence in _sentences(text):
             words = _WORD.findall(sentence.lower())
             if self.target_words.isdisjoint(words):
                 continue
@@ -204,8 +209,26 @@ class _Extractor:
             doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
             doc = self.nlp.get_pipe("medspacy_context")(doc)
         for ent in doc.ents:
+            metadata = ent._.target_rule.metadata or {}
+            if _EXACT in metadata and ent.text != metadata[_EXACT]:
+                continue  # "si" is not "SI"
             categories = {m.category for m in ent._.modifiers} if decisive else set()
             yield ent.label_.lower(), categories
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """A colon ends a heading ("Plan: Continue weekly"), not a finding ("SI: denied")."""
+    for line in text.splitlines():
+        held = ""
+        for piece in _SENTENCE_BREAK.split(line):
+            if held.endswith(":") and not piece[:1].isupper():
+                held = f"{held} {piece}"
+                continue
+            if held.strip():
+                yield held
+            held = piece
+        if held.strip():
+            yield held
 
 
 _extractors: dict[str, _Extractor] = {}
@@ -226,10 +249,12 @@ def _extractor(audience: Audience) -> _Extractor:
 def _build(audience: Audience) -> _Extractor:
     import medspacy
     from medspacy.context import ConTextRule
-    from spacy.attrs import ORTH
     from medspacy.target_matcher import TargetRule
 
     _silence_pyrush()
+    # Our lexicons compile to phrases, leaving spaCy's token Matchers empty on purpose (it walks
+    # every token in Python when it has patterns); spaCy would warn about that on every call.
+    warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
     spec = _context_spec()
     # No PyRuSH: our regex split replaces it (it is ~95% of medspaCy's default per-note cost).
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"])
@@ -257,6 +282,12 @@ def _build(audience: Audience) -> _Extractor:
                 target_words |= words
             if isinstance(entry, str):
                 targets.append(TargetRule(entry, label))
+                continue
+            exact = _case_sensitive_word(entry)
+            if exact is not None:
+                # A phrase plus a case check in _mentions: a token pattern would wake spaCy's
+                # Matcher (which walks every token in Python), a regex medspaCy's doc.text.
+                targets.append(TargetRule(exact, label, metadata={_EXACT: exact}))
                 continue
             phrases, patterns = _compile(nlp, entry, hosts)
             targets.extend(TargetRule(phrase, label) for phrase in phrases)
@@ -308,8 +339,9 @@ def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
     patterns: list[list[Any]] = []
     for combination in itertools.product(*choices):
         words = [word for word in combination if word is not None]
-        if not words:
-            continue
+        if not words or any(word in hosts and before not in hosts[word]
+                            for before, word in itertools.pairwise(words)):
+            continue  # empty, or a piece after a word it never follows ("can" "n't")
         spellings = [[host, *words] for host in sorted(hosts.get(words[0], ()))] or [words]
         for tokens in spellings:
             phrase = _join_tokens(tokens)
@@ -319,6 +351,14 @@ def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
                 patterns.append([{"LOWER": word} for word in words])
                 break
     return phrases, patterns
+
+
+def _case_sensitive_word(pattern: Sequence[Mapping[str, Any]]) -> str | None:
+    """The word of a one-token TEXT/ORTH pattern such as [{TEXT: "SI"}], else None."""
+    if len(pattern) != 1 or len(pattern[0]) != 1:
+        return None
+    word = pattern[0].get("TEXT", pattern[0].get("ORTH"))
+    return word if isinstance(word, str) else None
 
 
 def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]] | None:
@@ -500,9 +540,9 @@ def _anchor_words(nlp: Language, entry: str | Sequence[Mapping[str, Any]],
     runs = [words for words in runs if words and all(word.isalpha() for word in words)]
     if not runs:
         return None
-    best = max(runs, key=lambda words: (_COMMON_WORDS.isdisjoint(words),
-                                        not any(word in splits for word in words),
-                                        min(map(len, words))))
+    best = min(runs, key=lambda words: (max(_COMMONNESS.get(word, 0) for word in words),
+                                        any(word in splits for word in words),
+                                        -min(map(len, words))))
     return frozenset(best)
 
 
@@ -513,6 +553,8 @@ def _exceptions(nlp: Language) -> tuple[Mapping[str, frozenset[str]], Mapping[st
     so the pre-filter counts "cannot" as containing "not". hosts: the words a contraction piece
     comes attached to ("n't": "do", "is", "ca"...), to spell out phrases that open on one.
     """
+    from spacy.attrs import ORTH
+
     splits: dict[str, set[str]] = {}
     hosts: dict[str, set[str]] = {}
     for text, tokens in nlp.tokenizer.rules.items():

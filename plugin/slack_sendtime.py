@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from slack_sdk.errors import SlackApiError
 
 from plugin import runtime, timing
-from plugin.delivery.base import Sent
+from plugin.delivery.base import DeliveryError, Sent
 from plugin.delivery.slack import METADATA_EVENT, SlackChannel
 from plugin.store.db import utcnow
 from plugin.store.models import Event, Suggestion, Therapist
@@ -173,7 +173,16 @@ def find_sent(rt: runtime.Runtime, user_id: str | None, row: Suggestion) -> Sent
     if slack is None or ts is None:
         return found
     dm = slack._dm(user_id)
-    response = slack._call("conversations.replies", channel=dm, ts=ts, include_all_metadata=True, limit=100)
+    try:  # form-encoded: Slack's read methods do not take JSON bodies
+        response = slack.client.conversations_replies(channel=dm, ts=ts, include_all_metadata=True, limit=200)
+    except SlackApiError as err:
+        status = err.response.status_code
+        if status == 200:  # ok: false (thread_not_found, ...): nothing was posted in that thread
+            return None
+        retry_after = float(err.response.headers.get("Retry-After", err.response.headers.get("retry-after", 1))) if status == 429 else None
+        raise DeliveryError("rate_limited" if status == 429 else "transient", f"conversations.replies: HTTP {status}", retry_after) from None
+    except (OSError, TimeoutError) as err:
+        raise DeliveryError("transient", f"conversations.replies: {type(err).__name__}") from None
     for message in response.get("messages", ()):
         metadata = message.get("metadata") or {}
         payload = metadata.get("event_payload") or {}

@@ -53,7 +53,9 @@ class Tend:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "handlers.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handlers.cli", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes.append(process)
         return process
 
@@ -90,7 +92,17 @@ class Tend:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                pass
+            kill_group(process)
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process and its children (rq's scheduler runs as a child process)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 @pytest.fixture
@@ -202,8 +214,7 @@ def test_a_worker_killed_while_delivering_leaves_exactly_one_message(tend: Tend,
     first = tend.start_worker("worker-1")
     send_overfull_morning(tend, clinic)
     wait_until(lambda: dms(slack), timeout=30)  # posted at Slack, not yet recorded by Tend
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    kill_group(first)
     slack.hold_answers("chat.postMessage", 0)
     time.sleep(2.5)  # let the claim's lease run out
     tend.start_worker("worker-2")

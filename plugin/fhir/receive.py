@@ -19,7 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from plugin import intake, metrics
 from plugin.events import InboundEvent, from_wire
@@ -128,7 +128,7 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
     event: InboundEvent = from_wire(
         clinic_id=clinic_id, source=SOURCE, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=mapped.data
     )
-    del mapped.data["text"] if "text" in mapped.data else None  # noqa: the text goes no further
+    mapped.data.pop("text", None)  # the text goes no further than the signals
     if mapped.attachment_url:
         data = {**event.storable(), "fhir": {**pending, "attachment_url": mapped.attachment_url}}
         accepted = record_pending(rt, clinic_id, key, event.type, occurred_at, data, event.therapist_ehr_id, event.client_ehr_id)
@@ -214,14 +214,17 @@ def receive(rt: Runtime, clinic_id: str, note: Notification, now: datetime | Non
 def ready_check(rt: Runtime) -> str:
     """``/readyz``: "ok", or which subscriptions have had events missing for longer than the grace."""
     cutoff = utcnow() - GAP_GRACE
-    with rt.db.session() as session:
-        rows = list(
+    try:
+        with rt.db.session() as session:
+            rows = list(
             session.execute(
-                select(FhirSubscription.clinic_id, FhirSubscription.subscription, FhirSubscription.missing).where(
-                    FhirSubscription.missing_since.is_not(None), FhirSubscription.missing_since < cutoff
-                ).limit(20)
+                    select(FhirSubscription.clinic_id, FhirSubscription.subscription, FhirSubscription.missing).where(
+                        FhirSubscription.missing_since.is_not(None), FhirSubscription.missing_since < cutoff
+                    ).limit(20)
+                )
             )
-        )
+    except SQLAlchemyError as err:
+        return f"unreadable ({type(err).__name__})"
     if not rows:
         return "ok"
     described = ", ".join(f"{clinic}/{sub} ({gaps.count(missing)} missing)" for clinic, sub, missing in rows[:5])

@@ -99,6 +99,7 @@ class Therapist(Base):
     daily_limit: Mapped[int | None]
     paused_until: Mapped[datetime | None]
     stopped_until: Mapped[datetime | None]  # set by safety.therapist-distress: no nudges until then
+    slack_tz_fetched_at: Mapped[datetime | None]  # when ``timezone`` was last read from Slack's users.info
     updated_from: Mapped[datetime | None]  # occurred_at of the event that last changed the row
     created_at: Mapped[datetime]
 

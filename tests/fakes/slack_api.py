@@ -373,6 +373,8 @@ class FakeSlack:
         }
         if metadata is not None:
             message["metadata"] = metadata
+        if params.get("thread_ts"):  # a reply: listed by conversations.replies, not by history
+            message["thread_ts"] = str(params["thread_ts"])
         self._messages[channel].append(message)
         return {"channel": channel, "ts": message["ts"], "message": _public(message, metadata=True)}
 
@@ -420,7 +422,11 @@ class FakeSlack:
                 return oldest <= ts <= latest
             return oldest < ts < latest
 
-        matching = [m for m in reversed(self._messages[channel]) if within(float(m["ts"]))]
+        matching = [
+            m
+            for m in reversed(self._messages[channel])
+            if within(float(m["ts"])) and m.get("thread_ts", m["ts"]) == m["ts"]  # Slack leaves thread replies out
+        ]
         page = matching[start : start + limit]
         more = start + limit < len(matching)
         with_metadata = _truthy(params.get("include_all_metadata"))
@@ -430,6 +436,25 @@ class FakeSlack:
             "pin_count": 0,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve_channel(params.get("channel"))
+        ts = str(params.get("ts") or "")
+        thread = [m for m in self._messages[channel] if m["ts"] == ts or m.get("thread_ts") == ts]
+        if not thread:
+            raise SlackApiFailure("thread_not_found")
+        with_metadata = _truthy(params.get("include_all_metadata"))
+        return {"messages": [_public(m, metadata=with_metadata) for m in thread], "has_more": False}
+
+    def add_user_message(self, user_id: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message the user wrote in their DM with the bot (so replies have a thread to join); returns its ts."""
+        with self._lock:
+            channel = self.dm_channel(user_id)
+            message = {"type": "message", "user": user_id, "ts": self._next_ts(), "text": text}
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, []).append(message)
+            return message["ts"]
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user = self._known_user(params.get("user"))
@@ -484,6 +509,7 @@ _METHODS: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
     "chat.update": FakeSlack._chat_update,
     "chat.postEphemeral": FakeSlack._chat_post_ephemeral,
     "conversations.history": FakeSlack._conversations_history,
+    "conversations.replies": FakeSlack._conversations_replies,
     "users.info": FakeSlack._users_info,
     "dnd.info": FakeSlack._dnd_info,
     "views.publish": FakeSlack._views_publish,

@@ -1,4 +1,4 @@
-"""slack tables and columns (empty until that part needs any)
+"""slack: the therapist's Slack time zone is cached with when it was fetched
 
 Revision ID: 0002
 Revises: 0001
@@ -6,8 +6,8 @@ Revises: 0001
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 import plugin.store.models  # noqa: F401
 
@@ -18,8 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("therapists", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("slack_tz_fetched_at", plugin.store.models.UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("therapists", schema=None) as batch_op:
+        batch_op.drop_column("slack_tz_fetched_at")
