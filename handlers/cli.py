@@ -182,7 +182,7 @@ main.add_command(demo)
 from handlers.cli_slack import clinics_slack  # noqa: E402
 clinics.add_command(clinics_slack)
 
+import handlers.cli_ehr  # noqa: E402,F401  (tend clinics fhir / tend clinics cds)
+
 if __name__ == "__main__":
     main()
-
-import handlers.cli_ehr  # noqa: E402,F401  (tend clinics fhir / tend clinics cds)

@@ -10,6 +10,7 @@ from rq.worker import SimpleWorker
 
 from handlers import logs
 from plugin import jobs
+from plugin.fhir import fetch as fhir_fetch
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Sweeper(threading.Thread):
                 self.rt.queue.beat(self.worker_name)
                 if since_sweep >= SWEEP_EVERY_SECONDS:
                     jobs.sweep()
+                    fhir_fetch.sweep()  # id-only FHIR events whose fetch was never enqueued
                     since_sweep = 0.0
             except Exception as err:  # keep sweeping through a Redis or database outage
                 log.warning("sweep failed: %s", type(err).__name__)
@@ -50,6 +52,7 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> None:
     worker = SimpleWorker([rt.queue.rq], connection=rt.redis, name=name)
     if burst:
         jobs.sweep()
+        fhir_fetch.sweep()
     else:
         Sweeper(rt, name).start()
     worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

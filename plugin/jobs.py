@@ -47,8 +47,11 @@ def _record_ladder(client: Client, decision: Decision, session_number: int) -> N
     """A suggested step becomes the client's current step; its analogy is used up."""
     if decision.ladder_step is None:
         return
+    if decision.ladder_step != client.ladder_step or client.step_session_number is None:
+        # Only a new step restarts the count: "sessions since the current step was offered"
+        # (repeating a step must not reset it, or a two-sessions-per-step ladder never advances).
+        client.step_session_number = session_number if session_number > 0 else None
     client.ladder_step = decision.ladder_step
-    client.step_session_number = session_number if session_number > 0 else None
     client.last_step_response = ""
     if decision.analogy_id and decision.analogy_id not in (client.analogies_offered or []):
         client.analogies_offered = [*(client.analogies_offered or []), decision.analogy_id]

@@ -22,7 +22,7 @@ import binascii
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
@@ -61,7 +61,7 @@ _TAGS = re.compile(r"<[^>]+>")
 @dataclass(frozen=True, slots=True)
 class Mapped:
     event_type: str
-    data: dict[str, Any]  # validated §3.2 data; may hold "text" (read once, never stored)
+    data: dict[str, Any] = field(repr=False)  # validated §3.2 data; may hold "text" (read once, never stored)
     attachment_url: str | None = None  # text still to be fetched by the worker
 
 

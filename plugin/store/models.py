@@ -193,6 +193,11 @@ class Suggestion(Base):
         Index("ix_suggestions_due", "status", "deliver_at"),
         Index("ix_suggestions_clinic_created", "clinic_id", "created_at", "id"),
         Index("ix_suggestions_therapist_created", "therapist_id", "created_at"),
+        # 0004 (review): keyset pages on (created_at, id) within each filter of the log.
+        Index("ix_suggestions_clinic_rule_created", "clinic_id", "rule_id", "created_at", "id"),
+        Index("ix_suggestions_clinic_kind_created", "clinic_id", "kind", "created_at", "id"),
+        Index("ix_suggestions_clinic_status_created", "clinic_id", "status", "created_at", "id"),
+        Index("ix_suggestions_therapist_created_id", "therapist_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
