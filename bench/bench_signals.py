@@ -30,7 +30,7 @@ Denies SI/HI. Denies current self-harm urges. No evidence of psychosis. Sleep is
 Family and history: Client describes her mother as very self-critical and her father as perfectionistic and emotionally distant. She recalls that her mother was loving but also cruel when she made mistakes, and that affection was often followed by humiliation. No history of physical abuse reported.
 In session: When this writer reflected how painful the week sounded, client became tearful, laughed it off and changed the subject. She appears uncomfortable when I'm kind to her and tends to push away warmth. We explored how hard it is for her to soothe herself when she is upset; she says she does not know how to comfort herself and usually turns to work to numb the feeling.
 Assessment: Presentation is consistent with persistent self-critical thinking and perfectionism in the context of early relational experiences. Therapeutic alliance is developing well. Risk assessed as low; client engaged with safety planning and agreed to reach out if things get worse.
-Plan: Continue weekly sessions. Begin gentle psychoeducation about the inner critic and introduce a brief grounding exercise. Next session in one week. Therapist will continue to monitor mood and safety.
+Plan: Continue weekly sessions. Begin gentle psychoeducation about the inner critic and introduce a brief grounding exercise. Next session in one week. Therapist will continue to monitor mood and safety. Client agreed with the plan and scheduled the next appointment.
 """
 
 _BASELINE_WORDS = frozenset({"shame", "perfectionism", "self-critical", "worthless", "suicidal"})

@@ -24,6 +24,7 @@ def create_app(settings: config.Settings | None = None, runtime: Runtime | None 
     runtime = runtime or Runtime.build(settings)
     bind(runtime)
     logs.configure(settings.log_format)
+    _ = runtime.rules  # load the ruleset and rule packs now: a broken pack stops start-up, never half-loaded
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)

@@ -193,7 +193,7 @@ def _table(decisions: Iterable[Any]) -> None:
          d.status, _when(d.deliver_at), d.timing_reason)
         for d in decisions
     ]
-    header = ("line", "event", "rule", "decision", "step", "status", "deliver at (UTC)", "timing")
+    header = ("#", "event", "rule", "decision", "step", "status", "deliver at (UTC)", "timing")
     widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header) - 1)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[-1])
     for row in rows:
@@ -229,7 +229,7 @@ def replay_command(events_file: str, as_json: bool, rules_file: str | None) -> N
         if result.decisions:
             _table(result.decisions)
         click.echo(f"{result.events_read} events read, {len(result.decisions)} decisions, "
-                   f"{len(result.bad_lines)} bad lines; nothing was sent (dry run)")
+                   f"{len(result.bad_lines)} bad lines; nothing was sent (dry run). # is the event's 0-based line.")
     if result.bad_lines:
         sys.exit(1)
 

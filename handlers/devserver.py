@@ -71,6 +71,7 @@ def ensure_demo_clinic(rt: Runtime) -> dict[str, str]:
     if path.exists():
         return json.loads(path.read_text())
     created = admin.create_clinic(rt.db, rt.box, "Demo clinic", DEMO_CLINIC)
+    path.parent.mkdir(parents=True, exist_ok=True)  # absent when the keys come from the environment
     details = {"clinic_id": created.clinic_id, "webhook_path": created.webhook_path, "webhook_secret": created.webhook_secret, "fhir_token": created.fhir_token}
     path.write_text(json.dumps(details, indent=2))
     path.chmod(0o600)

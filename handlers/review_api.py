@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from flask import Flask, Response
 from flask_smorest import Api, Blueprint, abort
+from marshmallow import RAISE
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
@@ -111,7 +112,7 @@ def _filters(args: dict[str, Any]) -> queries.Filters:
 
 
 @blp.route("/suggestions", methods=["GET"])
-@blp.arguments(wire.SuggestionListArgs, location="query")
+@blp.arguments(wire.SuggestionListArgs, location="query", unknown=RAISE)
 @blp.response(200, wire.SuggestionPage)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(404, response="NOT_FOUND", description="The therapist filter names no therapist you can see")
@@ -174,7 +175,7 @@ def csv_lines(items: Iterable[dict[str, Any]], *, rows_per_chunk: int = 200) -> 
 
 
 @blp.route("/suggestions.csv", methods=["GET"])
-@blp.arguments(wire.SuggestionFilters, location="query")
+@blp.arguments(wire.SuggestionFilters, location="query", unknown=RAISE)
 @blp.doc(
     responses={
         "200": {"description": "The suggestions matching the filters, newest first, streamed", "content": {"text/csv": {"schema": {"type": "string"}}}}
@@ -203,7 +204,7 @@ def export_csv(args: dict[str, Any]) -> Response:
 
 
 @blp.route("/stats", methods=["GET"])
-@blp.arguments(wire.StatsArgs, location="query")
+@blp.arguments(wire.StatsArgs, location="query", unknown=RAISE)
 @blp.response(200, wire.Stats)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(404, response="NOT_FOUND", description="The therapist filter names no therapist you can see")
@@ -221,7 +222,7 @@ def get_stats(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/access-log", methods=["GET"])
-@blp.arguments(wire.PageArgs, location="query")
+@blp.arguments(wire.PageArgs, location="query", unknown=RAISE)
 @blp.response(200, wire.AccessLogPage)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN", description="Only clinic administrators read the access log")

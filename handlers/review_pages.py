@@ -115,10 +115,11 @@ def _told(rule_id: str) -> str | None:
         return None
 
 
-def _charts(rows: list[dict[str, Any]], by: str, prefix: str) -> list[dict[str, Any]]:
+def _charts(rows: list[dict[str, Any]], by: str, prefix: str, filters: queries.Filters) -> list[dict[str, Any]]:
     series = [charts.Series(key, say(f"counts.{key}")) for key in CHART_SERIES]
+    all_weeks = queries.weeks_in(filters.start, filters.end) if filters.start else None
     out = []
-    for n, (name, weeks) in enumerate(queries.weekly_series(rows, by).items()):
+    for n, (name, weeks) in enumerate(queries.weekly_series(rows, by, all_weeks).items()):
         svg = charts.bar_chart(weeks, series, title=name, description=say("charts.chart_description"), chart_id=f"{prefix}-{n}")
         out.append({"name": name, "svg": Markup(svg), "weeks": weeks, "id": f"{prefix}-{n}"})
     return out
@@ -135,8 +136,8 @@ def weekly_charts() -> Any:
         names = dict(queries.visible_therapists(db, user))
     return render_template(
         "review/charts.html",
-        by_rule=_charts(rows, "rule", "rule"),
-        by_therapist=_charts(rows, "therapist", "therapist"),
+        by_rule=_charts(rows, "rule", "rule", filters),
+        by_therapist=_charts(rows, "therapist", "therapist", filters),
         names=names,
         counts=queries.STATS_COUNTS,
     )
@@ -165,7 +166,7 @@ def therapist(ehr_id: str) -> Any:
         filters = queries.stats_range(queries.Filters(therapist=ehr_id))
         rows = queries.stats(db, user, filters)
         recent = queries.list_suggestions(db, user, queries.Filters(therapist=ehr_id), limit=10)
-    return render_template("review/therapist.html", who=who, by_rule=_charts(rows, "rule", "t-rule"), recent=recent, counts=queries.STATS_COUNTS)
+    return render_template("review/therapist.html", who=who, by_rule=_charts(rows, "rule", "t-rule", filters), recent=recent, counts=queries.STATS_COUNTS)
 
 
 @bp.get("/access-log")

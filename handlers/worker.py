@@ -44,6 +44,7 @@ class Sweeper(threading.Thread):
 
 def run_worker(rt: Runtime, *, burst: bool = False) -> None:
     logs.configure(rt.settings.log_format)
+    _ = rt.rules  # a broken ruleset or rule pack stops the worker at start, not at its first job
     name = f"tend-{socket.gethostname()}-{threading.get_native_id()}"
     # SimpleWorker runs jobs in this process: the rules and copy load once, and
     # a killed worker leaves claims that the sweeper recovers. It is made before

@@ -178,6 +178,7 @@ def cards(rt: Runtime, clinic_id: str, request: Mapping[str, Any], now: datetime
     patient_id = reference_id(context["patientId"], "Patient") or context["patientId"]
     if therapist_ehr_id is None:
         return []  # a PractitionerRole or another kind of user: no therapist to attribute the card to
+    rules = rt.rules_for(clinic_id)  # before our session: it opens its own (SQLite takes the write lock at BEGIN)
     with rt.db.session() as session:
         existing = session.scalar(
             select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == instance)
@@ -201,7 +202,7 @@ def cards(rt: Runtime, clinic_id: str, request: Mapping[str, Any], now: datetime
         facts["event"] = {"type": basis.type, "time": now.isoformat()}
         facts["therapist"] = therapist_facts(session, therapist, now, list(basis.data.get("therapist_signals", [])), ledger)
         facts["client"] = client_facts(session, client, basis, therapist, now)
-        chosen = _card_decisions(rt.rules_for(clinic_id).evaluate(facts))
+        chosen = _card_decisions(rules.evaluate(facts))
         event = Event(
             clinic_id=clinic_id, source=SOURCE, dedupe_key=instance, type=f"cds.{hook}", occurred_at=now, received_at=now,
             therapist_ehr_id=therapist_ehr_id, client_id=client.id, data={"hook": hook, "basis_event_id": basis.id},

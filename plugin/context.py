@@ -51,8 +51,24 @@ def appointments_around(session: Session, therapist: Therapist, now: datetime, d
     )
 
 
-def calendar_for(session: Session, therapist: Therapist, now: datetime) -> Calendar:
-    busy = [Busy(a.start, a.end, str(a.id), str(a.client_id)) for a in appointments_around(session, therapist, now)]
+CLIENT_HORIZON_DAYS = 31
+
+
+def _days_until_next_session(session: Session, client_id: int, now: datetime) -> int:
+    """How far ahead the calendar must reach to see this client's next session."""
+    upcoming = session.scalar(
+        select(func.min(Appointment.start)).where(
+            Appointment.client_id == client_id, Appointment.status != "cancelled", Appointment.start > now
+        )
+    )
+    return 0 if upcoming is None else min(CLIENT_HORIZON_DAYS, (upcoming - now).days + 1)
+
+
+def calendar_for(session: Session, therapist: Therapist, now: datetime, client_id: int | None = None) -> Calendar:
+    """The therapist's appointments from today up to two days ahead, or to the client's next session."""
+    days = 2 if client_id is None else max(2, _days_until_next_session(session, client_id, now))
+    appointments = appointments_around(session, therapist, now, days=days)
+    busy = [Busy(a.start, a.end, str(a.id), str(a.client_id)) for a in appointments]
     hours = {day: tuple(span) for day, span in (therapist.working_hours or {}).items()}
     pauses = [p for p in (therapist.paused_until, therapist.stopped_until) if p is not None]
     return Calendar(tz=therapist.timezone, working_hours=hours, appointments=busy, paused_until=max(pauses, default=None))

@@ -60,7 +60,7 @@ def _record_ladder(client: Client, decision: Decision, session_number: int) -> N
 def _slot_for(session: Session, decision: Decision, therapist: Therapist, event: Event, now: datetime, cap: int) -> timing.Slot:
     if decision.message_key is None or decision.timing == "none":
         return timing.Slot(status="logged", deliver_at=None, expires_at=None, reason="recorded for the log; nothing is sent")
-    calendar = calendar_for(session, therapist, now)
+    calendar = calendar_for(session, therapist, now, event.client_id)
     ledger = ledger_for(session, therapist, now)
     client_key = str(event.client_id) if event.client_id is not None else None
     return timing.plan(
@@ -160,7 +160,7 @@ def _recheck(session: Session, row: Suggestion, therapist: Therapist, now: datet
         appointment = session.get(Appointment, row.appointment_id)
         if appointment is None or appointment.status == "cancelled":
             return timing.Slot(status="cancelled", deliver_at=None, expires_at=None, reason="the session it prepared for was cancelled")
-    calendar = calendar_for(session, therapist, now)
+    calendar = calendar_for(session, therapist, now, row.client_id)
     ledger = ledger_for(session, therapist, now)
     # This suggestion is already counted in the ledger as scheduled; do not count it against itself.
     ledger = timing.Ledger(

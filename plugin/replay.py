@@ -55,6 +55,8 @@ from schemas.ehr import EnvelopeSchema, load_event
 SOURCE = "replay"
 CLINIC_ID = "replay"
 THERAPIST_MESSAGE = "therapist.message"
+#: Types ``jobs.evaluate`` applies to the store without running the rules.
+NOT_EVALUATED = frozenset({"therapist.upserted", "therapist.practice_logged"})
 STATUSES = ("scheduled", "expired", "skipped", "logged", "cancelled")
 _STATUS_MAP = {"sending": "scheduled", "delivered": "scheduled", "failed": "skipped"}
 #: The fields of one ``--json`` line, in order.
@@ -244,7 +246,7 @@ def _facts_for(rt: runtime.Runtime, event_id: int, now: datetime) -> tuple[str, 
     with Session(rt.db.engine) as session:
         try:
             event = session.get(Event, event_id)
-            if event is None or event.therapist_ehr_id is None:
+            if event is None or event.therapist_ehr_id is None or event.type in NOT_EVALUATED:
                 return None
             apply_event(session, event)
             therapist = therapist_for(session, event.clinic_id, event.therapist_ehr_id)
@@ -303,6 +305,7 @@ def replay(
     (as ``tend clinics rules`` stores them); ``explain`` adds a trace per event.
     """
     rt = runtime.Runtime.for_replay(rules, rules_path=rules_path, daily_cap=daily_cap)
+    rt.rules  # load the ruleset and rule packs now: a broken one stops the replay in one line
     result = ReplayResult(queue=rt.queue)
     admin.create_clinic(rt.db, rt.box, "Replay", CLINIC_ID)
     if clinic_rules:

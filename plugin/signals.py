@@ -5,11 +5,16 @@ negated ("denies shame"), historical ("history of shame") or about someone else 
 self-critical"). The lexicons and our ConText modifiers are YAML in plugin/lexicons/, reviewed
 like code.
 
-Speed (DESIGN §7, >= 1,000 notes/s): medspaCy's default PyRuSH sentencizer costs ~40 ms a note,
-and even tokenizing a whole 2 KB note costs ~1.6 ms. So sentences are split with a regex, and only
-sentences holding an anchor word of some lexicon term (a set lookup per word) are tokenized and run
-through the TargetMatcher and ConText. ConText never looks beyond a sentence, so skipping the
-others changes nothing.
+Speed (DESIGN §7, >= 1,000 notes/s of 2 KB on one core): medspaCy's default pipeline manages
+~20 notes/s, 90% of it in the PyRuSH sentencizer, and even tokenizing a whole note costs more
+than the budget. So, with the same TargetMatcher and ConText, and the same results:
+- sentences come from a regex, and only those holding an anchor word of some lexicon term (a set
+  lookup per word) are tokenized, one small Doc each, skipping those that could only repeat
+  signals already current;
+- ConText runs only where a negation/history/other-person word stands outside the terms found;
+- token patterns are compiled to PhraseMatcher phrases, because spaCy's Matcher evaluates its
+  {"IN": [...]} predicates in Python on every token (see _compile).
+tests/test_signals.py holds the skipping to an exhaustive run; bench/bench_signals.py measures.
 
 Privacy (DESIGN §5): text is never logged, cached or put into an exception. spaCy interns every
 word it tokenizes in its vocabulary, so a pipeline is rebuilt once it has seen enough new words,
@@ -22,8 +27,7 @@ import itertools
 import math
 import re
 import threading
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -63,7 +67,9 @@ _AUDIENCE_SIGNALS: Mapping[str, frozenset[str]] = {
 
 LEXICON_DIR = Path(__file__).with_name("lexicons")
 _NOT_A_SIGNAL = "not_a_signal"
-_EXACT = "tend_exact_text"   # TargetRule metadata key: the match must have exactly this text
+# spaCy warns (W036) on every call of a token Matcher without patterns, and ours are nearly
+# empty by design (see _compile); a pattern that cannot match keeps them quiet at no cost.
+_SENTINEL = [{"ORTH": "\x00"}]
 # Mentions under these ConText categories are absent, or belong to someone else.
 _DROPPING = frozenset({"NEGATED_EXISTENCE", "FAMILY", "OTHER_EXPERIENCER"})
 # Modifiers that change an outcome; the others (PSEUDO, TERMINATE, HYPOTHETICAL...) only shape
@@ -163,33 +169,50 @@ def _extract(audience: Audience, text: str) -> Signals:
 
 @dataclass(slots=True)
 class _Extractor:
-    """One audience's pipeline, and the words that make a sentence worth running it on.
+    """One audience's pipeline, and the words that say which sentences are worth running it on.
 
-    A sentence with none of `target_words` holds no lexicon term: it is skipped. A sentence
-    with none of `context_words` holds no negation, history or other-person modifier, so
-    ConText could change nothing: it is skipped too (None: a rule has no anchor, always run).
+    Every lexicon entry has an anchor word that all its matches contain; `signals_by_word` maps
+    each anchor to the signals it can lead to. A sentence is skipped when it has no anchor, or
+    when every signal it could yield is already current (current beats historical, so it could
+    change nothing). ConText is skipped when no modifier word that can drop or flag a mention
+    (negation, history, another person) stands outside the matched terms; None: always run it.
     """
 
     nlp: Language
-    target_words: frozenset[str]
+    signals_by_word: Mapping[str, frozenset[str]]
     context_words: frozenset[str] | None
+    context_tokens: frozenset[str]            # the same modifier words as tokens ("n't")
+    target_words: frozenset[str] = field(init=False)
+    context_hashes: frozenset[int] = field(init=False)
+    lower_attr: int = field(init=False)
+    target_matcher: Callable[[Doc], Doc] = field(init=False)
+    context: Callable[[Doc], Doc] = field(init=False)
     baseline_strings: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.target_words = frozenset(self.signals_by_word)
+        self.context_hashes = frozenset(self.nlp.vocab.strings.add(token)
+                                        for token in self.context_tokens)
+        from spacy.attrs import LOWER  # spaCy loads with the first pipeline, not on import
+        self.lower_attr = LOWER
+        self.target_matcher = self.nlp.get_pipe("medspacy_target_matcher")
+        self.context = self.nlp.get_pipe("medspacy_context")
         self.baseline_strings = len(self.nlp.vocab.strings)
 
     def worn(self) -> bool:
         return len(self.nlp.vocab.strings) - self.baseline_strings > _VOCAB_GROWTH_LIMIT
 
-    def __call__(self, text: str) -> Signals:
+    def __call__(self, text: str, *, exhaustive: bool = False) -> Signals:
+        """exhaustive: no skipping; the reference the tests hold the skipping to."""
         current: set[str] = set()
         historical: set[str] = set()
         for sentence in _sentences(text):
             words = _WORD.findall(sentence.lower())
-            if self.target_words.isdisjoint(words):
+            anchors = self.target_words.intersection(words)
+            if not exhaustive and (not anchors or current.issuperset(
+                    itertools.chain.from_iterable(self.signals_by_word[w] for w in anchors))):
                 continue
-            decisive = self.context_words is None or not self.context_words.isdisjoint(words)
-            for name, categories in self._mentions(sentence, decisive):
+            for name, categories in self._mentions(sentence, None if exhaustive else words):
                 if name == _NOT_A_SIGNAL or categories & _DROPPING:
                     continue
                 if "HISTORICAL" in categories and name not in _HISTORY_IS_THE_SIGNAL:
@@ -198,22 +221,31 @@ class _Extractor:
                     current.add(name)
         return Signals(frozenset(current), frozenset(historical))
 
-    def _mentions(self, sentence: str, decisive: bool) -> Iterator[tuple[str, set[str]]]:
+    def _mentions(self, sentence: str, words: list[str] | None) -> Iterator[tuple[str, set[str]]]:
         # A Doc per sentence: ConText compares every modifier pair in a Doc, so small Docs keep
         # it cheap, and the sentence boundary is ours. The newline gives "SI denied" a next token.
-        doc = self.nlp.make_doc(sentence + "\n")
-        doc = self.nlp.get_pipe("medspacy_target_matcher")(doc)
+        doc = self.target_matcher(self.nlp.make_doc(sentence + "\n"))
         if not doc.ents:
             return
+        decisive = self._needs_context(doc, words)
         if decisive:
             doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
-            doc = self.nlp.get_pipe("medspacy_context")(doc)
+            doc = self.context(doc)
         for ent in doc.ents:
-            metadata = ent._.target_rule.metadata or {}
-            if _EXACT in metadata and ent.text != metadata[_EXACT]:
-                continue  # "si" is not "SI"
             categories = {m.category for m in ent._.modifiers} if decisive else set()
             yield ent.label_.lower(), categories
+
+    def _needs_context(self, doc: Doc, words: list[str] | None) -> bool:
+        if self.context_words is None or words is None:
+            return True
+        if self.context_words.isdisjoint(words):
+            return False
+        # ConText prunes modifiers inside a term ("not" of "does not know how to comfort
+        # herself"), so only tokens outside the terms count. Hashes: no Token objects.
+        lowers = doc.to_array(self.lower_attr).tolist()
+        for ent in doc.ents:
+            lowers[ent.start:ent.end] = [0] * (ent.end - ent.start)
+        return not self.context_hashes.isdisjoint(lowers)
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -252,23 +284,19 @@ def _build(audience: Audience) -> _Extractor:
     from medspacy.target_matcher import TargetRule
 
     _silence_pyrush()
-    # Our lexicons compile to phrases, leaving spaCy's token Matchers empty on purpose (it walks
-    # every token in Python when it has patterns); spaCy would warn about that on every call.
-    warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
     spec = _context_spec()
     # No PyRuSH: our regex split replaces it (it is ~95% of medspaCy's default per-note cost).
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"])
-    terminating = {str(category).upper(): [str(other).upper() for other in others]
-                   for category, others in (spec.get("terminating_types") or {}).items()}
     # prune_on_target_overlap: words inside a term belong to it ("does not know how to comfort
     # herself" is not negated by its own "not"; medspaCy's overlap test misses contained spans).
+    # (terminating_types is applied below: through spaCy's config it arrives as a one-shot
+    # iterator and only reaches the first rule of each category.)
     context = nlp.add_pipe("medspacy_context", config={
-        "rules": None, "span_attrs": None, "terminating_types": terminating,
-        "prune_on_target_overlap": True})
+        "rules": None, "span_attrs": None, "prune_on_target_overlap": True})
 
     splits, hosts = _exceptions(nlp)
-    targets: list[TargetRule] = []
-    target_words: set[str] = set()
+    targets: list[TargetRule] = [TargetRule("sentinel", _NOT_A_SIGNAL.upper(), pattern=_SENTINEL)]
+    signals_by_word: dict[str, set[str]] = {}
     for group, entries in _lexicon(audience).items():
         label = group.upper()
         for index, entry in enumerate(entries):
@@ -279,15 +307,10 @@ def _build(audience: Audience) -> _Extractor:
             if words is None:
                 raise LexiconError(f"{where}: needs a required plain word (a LOWER or TEXT value)")
             if group != _NOT_A_SIGNAL:  # these only ever swallow a real term's match
-                target_words |= words
+                for word in _with_splits(_runs(words), splits):
+                    signals_by_word.setdefault(word, set()).add(group)
             if isinstance(entry, str):
                 targets.append(TargetRule(entry, label))
-                continue
-            exact = _case_sensitive_word(entry)
-            if exact is not None:
-                # A phrase plus a case check in _mentions: a token pattern would wake spaCy's
-                # Matcher (which walks every token in Python), a regex medspaCy's doc.text.
-                targets.append(TargetRule(exact, label, metadata={_EXACT: exact}))
                 continue
             phrases, patterns = _compile(nlp, entry, hosts)
             targets.extend(TargetRule(phrase, label) for phrase in phrases)
@@ -299,24 +322,31 @@ def _build(audience: Audience) -> _Extractor:
     ours = [_context_rule(ConTextRule, entry, f"context.yaml: {section}[{index}]")
             for section in ("both", audience)
             for index, entry in enumerate(spec.get(section) or [])]
-    modifiers = [compiled for rule in defaults + ours
-                 for compiled in _context_rules(nlp, ConTextRule, rule, hosts)]
-    context_words: set[str] | None = set()
+    sentinel = ConTextRule("sentinel", "SENTINEL", pattern=_SENTINEL, direction="PSEUDO")
+    modifiers = [sentinel] + [compiled for rule in defaults + ours
+                              for compiled in _context_rules(nlp, ConTextRule, rule, hosts)]
+    terminating = {str(category).upper(): {str(other).upper() for other in others}
+                   for category, others in (spec.get("terminating_types") or {}).items()}
+    for modifier in modifiers:
+        modifier.terminated_by |= terminating.get(modifier.category.upper(), set())
+    context_tokens: set[str] | None = set()
     for rule in defaults + ours:
         if rule.category.upper() not in _DECISIVE or rule.direction in ("TERMINATE", "PSEUDO"):
             continue
         words = None if isinstance(rule.pattern, str) else _anchor_words(
             nlp, rule.literal if rule.pattern is None else rule.pattern, splits)
         if words is None:
-            context_words = None
+            context_tokens = None
             break
-        context_words |= words
+        context_tokens |= words
 
     with nlp.select_pipes(disable=nlp.pipe_names):  # phrases are tokenized with the pipeline
         nlp.get_pipe("medspacy_target_matcher").add(targets)
         context.add(modifiers)
-    return _Extractor(nlp, _with_splits(target_words, splits),
-                      None if context_words is None else _with_splits(context_words, splits))
+    return _Extractor(
+        nlp, {word: frozenset(groups) for word, groups in signals_by_word.items()},
+        None if context_tokens is None else _with_splits(_runs(context_tokens), splits),
+        frozenset(context_tokens or ()))
 
 
 def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
@@ -353,14 +383,6 @@ def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
     return phrases, patterns
 
 
-def _case_sensitive_word(pattern: Sequence[Mapping[str, Any]]) -> str | None:
-    """The word of a one-token TEXT/ORTH pattern such as [{TEXT: "SI"}], else None."""
-    if len(pattern) != 1 or len(pattern[0]) != 1:
-        return None
-    word = pattern[0].get("TEXT", pattern[0].get("ORTH"))
-    return word if isinstance(word, str) else None
-
-
 def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]] | None:
     """Per token, the words it accepts (None = may be absent); None if not LOWER-only."""
     choices: list[list[str | None]] = []
@@ -378,6 +400,8 @@ def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]
 
 
 def _plain_first_token(pattern: list[Any]) -> list[list[Any]]:
+    """Split an optional or {"IN": [...]} first token into one pattern per word: the Matcher then
+    tests a plain attribute at each token and reaches the Python predicates only after it."""
     first, rest = pattern[0], pattern[1:]
     if first.get("OP") == "?":
         required = {key: value for key, value in first.items() if key != "OP"}
@@ -452,7 +476,8 @@ def _context_spec() -> Mapping[str, Any]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise LexiconError(f"{path.name}: top level must be a mapping")
-    unknown = sorted(set(data) - {"replaces_default", "terminating_types", "both", "client", "therapist"})
+    sections = {"replaces_default", "terminating_types", "both", "client", "therapist"}
+    unknown = sorted(set(data) - sections)
     if unknown:
         raise LexiconError(f"{path.name}: unknown section {unknown[0]!r}")
     return data
@@ -518,7 +543,7 @@ def _is_token(nlp: Language, word: str) -> bool:
 
 def _anchor_words(nlp: Language, entry: str | Sequence[Mapping[str, Any]],
                   splits: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
-    """Words one of which every match contains, chosen to be rare: the pre-filter's keys.
+    """Tokens one of which every match contains, chosen to be rare: the pre-filter's keys.
 
     A phrase offers its plain words; a pattern, each required token whose values are all plain
     words. Common words ("she", "herself", "on") would let most sentences through, so they are
@@ -536,14 +561,17 @@ def _anchor_words(nlp: Language, entry: str | Sequence[Mapping[str, Any]],
                 options.append([w.lower() for w in (value["IN"] if isinstance(value, dict)
                                                     else [value])])
     # "n't", "'s": the text shows the letters after the apostrophe ("don't" -> "don", "t").
-    runs = [[word.rpartition("'")[2] for word in words] for words in options]
-    runs = [words for words in runs if words and all(word.isalpha() for word in words)]
-    if not runs:
+    options = [words for words in options
+               if words and all(word.rpartition("'")[2].isalpha() for word in words)]
+    if not options:
         return None
-    best = min(runs, key=lambda words: (max(_COMMONNESS.get(word, 0) for word in words),
-                                        any(word in splits for word in words),
-                                        -min(map(len, words))))
-    return frozenset(best)
+
+    def cost(words: list[str]) -> tuple[int, bool, int]:
+        runs = [word.rpartition("'")[2] for word in words]
+        return (max(_COMMONNESS.get(run, 0) for run in runs),
+                any(run in splits for run in runs), -min(map(len, runs)))
+
+    return frozenset(min(options, key=cost))
 
 
 def _exceptions(nlp: Language) -> tuple[Mapping[str, frozenset[str]], Mapping[str, frozenset[str]]]:
@@ -563,11 +591,17 @@ def _exceptions(nlp: Language) -> tuple[Mapping[str, frozenset[str]], Mapping[st
         for position, word in enumerate(words):
             if word.isalpha() and word not in runs:
                 splits.setdefault(word, set()).update(runs)
-            if position and (word == "n't" or word.startswith("'")) and words[position - 1].isalpha():
+            piece = word == "n't" or word.startswith("'")
+            if position and piece and words[position - 1].isalpha():
                 hosts.setdefault(word, set()).add(words[position - 1])
     return ({word: frozenset(runs) for word, runs in splits.items()},
             {piece: frozenset(words) for piece, words in hosts.items()})
 
 
-def _with_splits(words: set[str], splits: Mapping[str, frozenset[str]]) -> frozenset[str]:
+def _runs(tokens: Iterable[str]) -> set[str]:
+    """How tokens show up among _WORD's letter runs of the text ("n't" as "t")."""
+    return {token.rpartition("'")[2] for token in tokens}
+
+
+def _with_splits(words: Iterable[str], splits: Mapping[str, frozenset[str]]) -> frozenset[str]:
     return frozenset(words).union(*(splits.get(word, frozenset()) for word in words))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timezone
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 KINDS = ("suggest", "nudge", "hold", "defer", "suppress")
 MAX_LIMIT = 200
@@ -48,7 +48,7 @@ def _when(name: str, description: str) -> fields.AwareDateTime:
 
 class SuggestionFilters(_UTC, Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
 
     therapist = _text("The therapist's EHR id")
     rule = _text("A rule id, e.g. client.suggest.next-step")
@@ -66,7 +66,7 @@ class SuggestionListArgs(SuggestionFilters):
 
 class StatsArgs(_UTC, Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
 
     therapist = _text("The therapist's EHR id")
     rule = _text("A rule id")
@@ -76,7 +76,7 @@ class StatsArgs(_UTC, Schema):
 
 class PageArgs(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
 
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
     cursor = fields.String(validate=_CURSOR)

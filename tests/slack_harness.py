@@ -152,6 +152,7 @@ class TendSlack:
     clinic_id: str
     base_url: str
     tz: str
+    env: dict[str, str]
     counter: int = 0
 
     def ehr(self, event_type: str, data: dict[str, Any], now: datetime | None = None) -> int:
@@ -241,7 +242,7 @@ def tend_slack(tmp_path, sqlite_url, redis_server: Redis) -> Iterator[TendSlack]
         app = create_app(runtime=rt)
         server, thread, base = start_server(app)
         tz = zone_near_noon(datetime.now(timezone.utc))
-        harness = TendSlack(rt=rt, fake=fake, slack=SlackClient(base), clinic_id=clinic.clinic_id, base_url=base, tz=tz)
+        harness = TendSlack(rt=rt, fake=fake, slack=SlackClient(base), clinic_id=clinic.clinic_id, base_url=base, tz=tz, env=env)
         harness.ehr("therapist.upserted", therapist(tz))
         try:
             yield harness

@@ -32,7 +32,7 @@ from plugin import intake, jobs, metrics, runtime
 from plugin.events import from_wire, signals_of
 from plugin.fhir.mapping import Ignored, as_text, map_resource, readable
 from plugin.fhir.notification import NotificationError, relative, validate_resource
-from plugin.fhir.receive import SOURCE, enqueue_fetch
+from plugin.fhir.receive import SOURCE, enqueue_fetch, with_session_number
 from plugin.signals import Signals
 from plugin.store.db import utcnow
 from plugin.store.models import Event, FhirEndpoint
@@ -169,6 +169,11 @@ def _finish(event_id: int, status: str, reason: str) -> str:
     return status
 
 
+def _clinic_of(event_id: int) -> str:
+    with runtime.current().db.session() as session:
+        return session.scalar(select(Event.clinic_id).where(Event.id == event_id)) or ""
+
+
 def _complete_id_only(event_id: int, pending: dict[str, Any], reader: FhirReader) -> str | None:
     rt = runtime.current()
     reference = relative(pending.get("reference"))
@@ -185,17 +190,18 @@ def _complete_id_only(event_id: int, pending: dict[str, Any], reader: FhirReader
     del resource
     if isinstance(mapped, Ignored):
         return mapped.reason
+    data = with_session_number(rt, _clinic_of(event_id), mapped.event_type, mapped.data)
     if mapped.attachment_url:
-        mapped.data["text"] = reader.attachment(mapped.attachment_url)
+        data["text"] = reader.attachment(mapped.attachment_url)
     with rt.db.session() as session:
         row = session.scalar(select(Event).where(Event.id == event_id).with_for_update())
         if row is None or row.status != "fetching":
             return None
         event = from_wire(
             clinic_id=row.clinic_id, source=SOURCE, dedupe_key=row.dedupe_key, event_type=mapped.event_type,
-            occurred_at=row.occurred_at, data=mapped.data,
+            occurred_at=row.occurred_at, data=data,
         )
-        mapped.data.pop("text", None)
+        data.pop("text", None)
         row.type = event.type
         row.therapist_ehr_id = event.therapist_ehr_id
         if event.client_ehr_id is not None:

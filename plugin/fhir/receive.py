@@ -18,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Retry
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from plugin import intake, metrics
@@ -28,7 +28,8 @@ from plugin.fhir.mapping import Ignored, map_resource
 from plugin.fhir.notification import Notification, NotificationEvent
 from plugin.runtime import Runtime
 from plugin.store.db import utcnow
-from plugin.store.models import Event, FhirSubscription
+from plugin.pseudonyms import client_key
+from plugin.store.models import Client, Event, FhirSubscription, SessionNote
 from schemas.fhir import MAPPED_RESOURCES
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,26 @@ def record_pending(rt: Runtime, clinic_id: str, key: str, event_type: str, occur
         return intake.Accepted(found, duplicate=True)
 
 
+def with_session_number(rt: Runtime, clinic_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """FHIR notes carry no session number: count this client's earlier signed notes.
+
+    Without it the rules would treat every FHIR note as early in therapy
+    (``client.defer.no-alliance`` holds while the alliance is unknown and the
+    session number is below the minimum), and no suggestion would ever come.
+    """
+    if event_type != "session_note.signed" or "session_number" in data:
+        return data
+    key = client_key(rt.settings.pseudonym_key, clinic_id, data["client_id"])
+    with rt.db.session() as session:
+        earlier = session.scalar(
+            select(func.count())
+            .select_from(SessionNote)
+            .join(Client, Client.id == SessionNote.client_id)
+            .where(Client.clinic_id == clinic_id, Client.key_hash == key, SessionNote.ehr_id != data["note_id"])
+        ) or 0
+    return {**data, "session_number": earlier + 1}
+
+
 def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEvent, now: datetime) -> Outcome:
     key = dedupe_key(note.subscription, item.number)
     occurred_at = item.timestamp or now
@@ -125,9 +146,11 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
     mapped = map_resource(item.resource)
     if isinstance(mapped, Ignored):
         return Outcome(item.number, "ignored", reason=mapped.reason)
+    data = with_session_number(rt, clinic_id, mapped.event_type, mapped.data)
     event: InboundEvent = from_wire(
-        clinic_id=clinic_id, source=SOURCE, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=mapped.data
+        clinic_id=clinic_id, source=SOURCE, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=data
     )
+    data.pop("text", None)
     mapped.data.pop("text", None)  # the text goes no further than the signals
     if mapped.attachment_url:
         data = {**event.storable(), "fhir": {**pending, "attachment_url": mapped.attachment_url}}

@@ -368,15 +368,33 @@ def stats(session: Session, user: access.Viewer, filters: Filters, *, now: datet
     return out
 
 
-def weekly_series(rows: list[dict[str, Any]], by: str) -> dict[str, list[dict[str, Any]]]:
-    """Stats rows summed per ``by`` ("rule" or "therapist") and week, for the charts."""
+def weeks_in(start: datetime, end: datetime | None, now: datetime | None = None) -> list[str]:
+    """Every ISO week from ``start`` up to ``end`` (or now), so that charts show empty weeks too."""
+    last = (end - timedelta(microseconds=1)) if end is not None else (now or utcnow())
+    day = week_start(start)
+    out = []
+    while day <= last.astimezone(timezone.utc).date() and len(out) < 520:
+        out.append(iso_week(datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)))
+        day += timedelta(weeks=1)
+    return out
+
+
+def weekly_series(rows: list[dict[str, Any]], by: str, weeks: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Stats rows summed per ``by`` ("rule" or "therapist") and week, for the charts.
+
+    With ``weeks``, every one of them appears in each series (zero when nothing happened).
+    """
     series: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
-        weeks = series[row[by]]
-        week = weeks.setdefault(row["week"], {"week": row["week"], **{name: 0 for name in STATS_COUNTS}})
+        per_week = series[row[by]]
+        week = per_week.setdefault(row["week"], {"week": row["week"], **{name: 0 for name in STATS_COUNTS}})
         for name in STATS_COUNTS:
             week[name] += row[name]
-    return {name: [weeks[w] for w in sorted(weeks)] for name, weeks in sorted(series.items())}
+    out = {}
+    for name, per_week in sorted(series.items()):
+        names = sorted(set(weeks or []) | set(per_week))
+        out[name] = [per_week.get(w) or {"week": w, **{c: 0 for c in STATS_COUNTS}} for w in names]
+    return out
 
 
 def therapists_overview(session: Session, user: access.Viewer, *, now: datetime | None = None, weeks: int = 4) -> list[dict[str, Any]]:
