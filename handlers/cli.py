@@ -185,4 +185,8 @@ clinics.add_command(clinics_slack)
 import handlers.cli_ehr  # noqa: E402,F401  (tend clinics fhir / tend clinics cds)
 
 if __name__ == "__main__":
-    main()
+    # Run the registered group from the imported module: under `python -m` this file is
+    # also loaded as __main__, a second copy that the command modules above did not extend.
+    from handlers.cli import main as registered
+
+    registered()

@@ -50,7 +50,7 @@ def parse_pause(argument: str, now: datetime, tz: str) -> Pause:
 def _clock(value: str) -> str:
     match = _CLOCK.match(value)
     if not match:
-        raise ValueError(f"not a time of day: HH:MM")
+        raise ValueError("not a time of day: HH:MM")
     hour, minute = int(match.group(1)), int(match.group(2))
     if hour == 24 and minute:
         raise ValueError("24:00 is the latest end")

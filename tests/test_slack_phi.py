@@ -12,13 +12,12 @@ import json
 import string
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from plugin import home, tend_command, therapist_messages
-from plugin.delivery.blocks import Anchor, Audience, Feedback, Kind, Outgoing, recorded
+from plugin.delivery.blocks import Anchor, Audience, Kind, Outgoing, recorded
 from plugin.delivery.phi_guard import check_payload
 from plugin.store.models import Event, Therapist
 from tests.slack_harness import USER, TendSlack, tend_slack  # noqa: F401
