@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import traceback
+from pathlib import Path
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -45,8 +47,10 @@ def create_app(settings: config.Settings | None = None, runtime: Runtime | None 
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
-        # Name the type only: a message could carry request content.
-        log.error("unhandled %s", type(err).__name__, exc_info=False)
+        # The type and where it was raised, never the message: it could carry request content.
+        frames = traceback.extract_tb(err.__traceback__)[-3:]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
+        log.error("unhandled %s at %s", type(err).__name__, where)
         return problem(500, "Internal error", "Something went wrong on our side; it has been logged.")
 
     return app

@@ -207,7 +207,7 @@ def _claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> tuple[Sugg
                 row.deliver_at, row.timing_reason = slot.deliver_at, slot.reason
                 _attempt(session, row.id, "deferred", slot.reason)
                 session.flush()
-                rt.queue.deliver_at(slot.deliver_at, row.id, attempt=row.attempts + 100)
+                rt.queue.deliver_at(slot.deliver_at, row.id, attempt=f"deferred-{int(slot.deliver_at.timestamp())}")
                 return None
         row.status = "sending"
         row.claimed_at = now
@@ -294,7 +294,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     for event_id in events:
         rt.queue.evaluate(event_id)
     for suggestion_id in [*due, *stuck]:
-        rt.queue.deliver_at(now, suggestion_id, attempt=int(now.timestamp()))
+        rt.queue.deliver_at(now, suggestion_id, attempt=f"swept-{int(now.timestamp())}")
     counts = {"events": len(events), "due": len(due), "stuck": len(stuck)}
     if any(counts.values()):
         log.info("sweep re-enqueued %s", counts)

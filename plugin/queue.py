@@ -26,8 +26,12 @@ class JobQueue:
         """Enqueue evaluation; False when Redis is unreachable (the sweeper will retry)."""
         return self._safely(lambda: self.rq.enqueue("plugin.jobs.evaluate", event_id, job_id=f"evaluate-{event_id}"))
 
-    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int = 0) -> bool:
-        """Schedule a delivery; one that is already due skips the scheduler's polling delay."""
+    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int | str = 0) -> bool:
+        """Schedule a delivery; one that is already due skips the scheduler's polling delay.
+
+        ``attempt`` makes the job id unique per scheduling, so a reschedule is never
+        swallowed by an earlier job of the same id.
+        """
         job_id = f"deliver-{suggestion_id}-{attempt}"
         if when <= datetime.now(timezone.utc):
             return self._safely(lambda: self.rq.enqueue("plugin.jobs.deliver", suggestion_id, job_id=job_id))
@@ -72,14 +76,14 @@ class DryRunQueue:
     def __init__(self, name: str = "tend-dry-run") -> None:
         self.name = name
         self.evaluated: list[int] = []
-        self.deliveries: list[tuple[datetime, int, int]] = []  # (when, suggestion_id, attempt)
+        self.deliveries: list[tuple[datetime, int, int | str]] = []  # (when, suggestion_id, attempt)
         self.beats: dict[str, float] = {}
 
     def evaluate(self, event_id: int) -> bool:
         self.evaluated.append(event_id)
         return True
 
-    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int = 0) -> bool:
+    def deliver_at(self, when: datetime, suggestion_id: int, attempt: int | str = 0) -> bool:
         self.deliveries.append((when, suggestion_id, attempt))
         return True
 

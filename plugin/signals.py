@@ -12,8 +12,9 @@ than the budget. So, with the same TargetMatcher and ConText, and the same resul
   lookup per word) are tokenized, one small Doc each, skipping those that could only repeat
   signals already current;
 - ConText runs only where a negation/history/other-person word stands outside the terms found;
-- token patterns are compiled to PhraseMatcher phrases, because spaCy's Matcher evaluates its
-  {"IN": [...]} predicates in Python on every token (see _compile).
+- token patterns are compiled to PhraseMatcher phrases, because spaCy's Matcher walks every
+  token in Python and evaluates its {"IN": [...]} predicates there (see _compile); our token
+  Matchers end up empty, and spaCy's one warning about that (W036) is filtered.
 tests/test_signals.py holds the skipping to an exhaustive run; bench/bench_signals.py measures.
 
 Privacy (DESIGN §5): text is never logged, cached or put into an exception. spaCy interns every
@@ -27,6 +28,7 @@ import itertools
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,7 +39,7 @@ import yaml
 
 if TYPE_CHECKING:
     from spacy.language import Language
-    from spacy.tokens import Doc
+    from spacy.tokens import Doc, Span
 
 __all__ = [
     "CLIENT_SIGNALS",
@@ -67,9 +69,10 @@ _AUDIENCE_SIGNALS: Mapping[str, frozenset[str]] = {
 
 LEXICON_DIR = Path(__file__).with_name("lexicons")
 _NOT_A_SIGNAL = "not_a_signal"
-# spaCy warns (W036) on every call of a token Matcher without patterns, and ours are nearly
-# empty by design (see _compile); a pattern that cannot match keeps them quiet at no cost.
-_SENTINEL = [{"ORTH": "\x00"}]
+_EXACT = "tend_exact_text"   # TargetRule metadata: the match must have exactly this text
+# Our lexicons compile to phrases, leaving spaCy's token Matchers empty on purpose: with any
+# pattern it walks every token in Python (~10% of the budget). It warns once about that (W036).
+_EMPTY_MATCHER_WARNING = r"\[W036\] The component 'matcher' does not have any patterns"
 # Mentions under these ConText categories are absent, or belong to someone else.
 _DROPPING = frozenset({"NEGATED_EXISTENCE", "FAMILY", "OTHER_EXPERIENCER"})
 # Modifiers that change an outcome; the others (PSEUDO, TERMINATE, HYPOTHETICAL...) only shape
@@ -86,6 +89,8 @@ _WORD_KEYS = ("LOWER", "TEXT", "ORTH")
 _VOCAB_GROWTH_LIMIT = 20_000
 # Above this a pattern stays a Matcher pattern rather than becoming phrases (build time, memory).
 _MAX_PHRASES_PER_PATTERN = 5_000
+# A ConText window wider than any one-sentence Doc (sentences are never this long in tokens).
+_WHOLE_DOC = 1_000_000
 
 # Sentence ends: line breaks, and .!?;: before whitespace (see _sentences for the colon).
 # Over-splitting only narrows ConText scopes.
@@ -225,17 +230,20 @@ class _Extractor:
         # A Doc per sentence: ConText compares every modifier pair in a Doc, so small Docs keep
         # it cheap, and the sentence boundary is ours. The newline gives "SI denied" a next token.
         doc = self.target_matcher(self.nlp.make_doc(sentence + "\n"))
-        if not doc.ents:
+        ents = doc.ents     # built anew on each access; ConText's results reach these too
+        if not ents:
             return
-        decisive = self._needs_context(doc, words)
+        decisive = self._needs_context(doc, ents, words)
         if decisive:
-            doc[1].is_sent_start = False      # marks boundaries as set: the Doc is one sentence
-            doc = self.context(doc)
-        for ent in doc.ents:
+            self.context(doc)
+        for ent in ents:
+            exact = (ent._.target_rule.metadata or {}).get(_EXACT)
+            if exact is not None and ent.text != exact:
+                continue  # "si" is not "SI"
             categories = {m.category for m in ent._.modifiers} if decisive else set()
             yield ent.label_.lower(), categories
 
-    def _needs_context(self, doc: Doc, words: list[str] | None) -> bool:
+    def _needs_context(self, doc: Doc, ents: Sequence[Span], words: list[str] | None) -> bool:
         if self.context_words is None or words is None:
             return True
         if self.context_words.isdisjoint(words):
@@ -243,7 +251,7 @@ class _Extractor:
         # ConText prunes modifiers inside a term ("not" of "does not know how to comfort
         # herself"), so only tokens outside the terms count. Hashes: no Token objects.
         lowers = doc.to_array(self.lower_attr).tolist()
-        for ent in doc.ents:
+        for ent in ents:
             lowers[ent.start:ent.end] = [0] * (ent.end - ent.start)
         return not self.context_hashes.isdisjoint(lowers)
 
@@ -284,6 +292,7 @@ def _build(audience: Audience) -> _Extractor:
     from medspacy.target_matcher import TargetRule
 
     _silence_pyrush()
+    warnings.filterwarnings("ignore", message=_EMPTY_MATCHER_WARNING, category=UserWarning)
     spec = _context_spec()
     # No PyRuSH: our regex split replaces it (it is ~95% of medspaCy's default per-note cost).
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher"])
@@ -291,11 +300,14 @@ def _build(audience: Audience) -> _Extractor:
     # herself" is not negated by its own "not"; medspaCy's overlap test misses contained spans).
     # (terminating_types is applied below: through spaCy's config it arrives as a one-shot
     # iterator and only reaches the first rule of each category.)
+    # max_scope: a Doc is one sentence, so a window wider than any sentence is that sentence, and
+    # spares ConText walking the Doc token by token to find its sentence for every modifier.
     context = nlp.add_pipe("medspacy_context", config={
-        "rules": None, "span_attrs": None, "prune_on_target_overlap": True})
+        "rules": None, "span_attrs": None, "prune_on_target_overlap": True,
+        "max_scope": _WHOLE_DOC})
 
     splits, hosts = _exceptions(nlp)
-    targets: list[TargetRule] = [TargetRule("sentinel", _NOT_A_SIGNAL.upper(), pattern=_SENTINEL)]
+    targets: list[TargetRule] = []
     signals_by_word: dict[str, set[str]] = {}
     for group, entries in _lexicon(audience).items():
         label = group.upper()
@@ -312,6 +324,10 @@ def _build(audience: Audience) -> _Extractor:
             if isinstance(entry, str):
                 targets.append(TargetRule(entry, label))
                 continue
+            exact = _case_sensitive_word(entry)
+            if exact is not None:  # a phrase, checked for case in _mentions (no token Matcher)
+                targets.append(TargetRule(exact, label, metadata={_EXACT: exact}))
+                continue
             phrases, patterns = _compile(nlp, entry, hosts)
             targets.extend(TargetRule(phrase, label) for phrase in phrases)
             targets.extend(TargetRule(where, label, pattern=pattern) for pattern in patterns)
@@ -322,9 +338,8 @@ def _build(audience: Audience) -> _Extractor:
     ours = [_context_rule(ConTextRule, entry, f"context.yaml: {section}[{index}]")
             for section in ("both", audience)
             for index, entry in enumerate(spec.get(section) or [])]
-    sentinel = ConTextRule("sentinel", "SENTINEL", pattern=_SENTINEL, direction="PSEUDO")
-    modifiers = [sentinel] + [compiled for rule in defaults + ours
-                              for compiled in _context_rules(nlp, ConTextRule, rule, hosts)]
+    modifiers = [compiled for rule in defaults + ours
+                 for compiled in _context_rules(nlp, ConTextRule, rule, hosts)]
     terminating = {str(category).upper(): {str(other).upper() for other in others}
                    for category, others in (spec.get("terminating_types") or {}).items()}
     for modifier in modifiers:
@@ -381,6 +396,14 @@ def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
                 patterns.append([{"LOWER": word} for word in words])
                 break
     return phrases, patterns
+
+
+def _case_sensitive_word(pattern: Sequence[Mapping[str, Any]]) -> str | None:
+    """The word of a one-token TEXT/ORTH pattern such as [{TEXT: "SI"}], else None."""
+    if len(pattern) != 1 or len(pattern[0]) != 1:
+        return None
+    word = pattern[0].get("TEXT", pattern[0].get("ORTH"))
+    return word if isinstance(word, str) else None
 
 
 def _word_choices(pattern: Sequence[Mapping[str, Any]]) -> list[list[str | None]] | None:

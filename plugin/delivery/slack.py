@@ -30,8 +30,10 @@ class SlackChannel:
         self._dm_channels: dict[str, str] = {}
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        # The SDK's typed method knows how each API method wants its arguments
+        # (JSON for writes such as chat.postMessage, form fields for reads such as history).
         try:
-            return self.client.api_call(method, json=kwargs)
+            return getattr(self.client, method.replace(".", "_"))(**kwargs)
         except SlackApiError as err:
             status = err.response.status_code
             error = (err.response.data or {}).get("error", "") if isinstance(err.response.data, dict) else ""

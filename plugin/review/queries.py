@@ -147,7 +147,9 @@ def _after(cursor: str | None) -> list[ColumnElement[bool]]:
     if not cursor:
         return []
     at, row_id = decode_cursor(cursor)
-    return [or_(Suggestion.created_at < at, and_(Suggestion.created_at == at, Suggestion.id < row_id))]
+    # The plain ``created_at <= at`` bound is redundant for the result but lets both
+    # planners start the index scan at the cursor instead of filtering from the top.
+    return [Suggestion.created_at <= at, or_(Suggestion.created_at < at, and_(Suggestion.created_at == at, Suggestion.id < row_id))]
 
 
 def _item_select() -> Select[Any]:
@@ -463,7 +465,7 @@ def access_log(session: Session, user: access.Viewer, *, limit: int = DEFAULT_LI
     )
     if cursor:
         at, row_id = decode_cursor(cursor)
-        query = query.where(or_(AccessLog.at < at, and_(AccessLog.at == at, AccessLog.id < row_id)))
+        query = query.where(AccessLog.at <= at, or_(AccessLog.at < at, and_(AccessLog.at == at, AccessLog.id < row_id)))
     rows = list(session.execute(query))
     more = len(rows) > limit
     rows = rows[:limit]
