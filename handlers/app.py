@@ -14,7 +14,7 @@ from handlers import cds_hooks, fhir
 from handlers import slack as slack_edge
 from handlers import review_api, review_auth, review_pages
 from handlers.problems import from_http_exception, problem
-from plugin import config
+from plugin import config, signals
 from plugin.runtime import Runtime, bind
 from schemas.ehr import MAX_BODY_BYTES
 
@@ -27,6 +27,7 @@ def create_app(settings: config.Settings | None = None, runtime: Runtime | None 
     bind(runtime)
     logs.configure(settings.log_format)
     _ = runtime.rules  # load the ruleset and rule packs now: a broken pack stops start-up, never half-loaded
+    signals.warm()  # once per process: the first webhook does not pay for building the pipelines
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)

@@ -50,6 +50,7 @@ __all__ = [
     "extract_client",
     "extract_therapist",
     "from_tags",
+    "warm",
 ]
 
 CLIENT_SIGNALS: frozenset[str] = frozenset({
@@ -273,6 +274,13 @@ def _sentences(text: str) -> Iterator[str]:
 
 _extractors: dict[str, _Extractor] = {}
 _build_lock = threading.Lock()
+
+
+def warm() -> None:
+    """Build both pipelines now, so the first webhook after start-up is not the one that waits."""
+    audiences: tuple[Audience, ...] = ("client", "therapist")
+    for audience in audiences:
+        _extractor(audience)
 
 
 def _extractor(audience: Audience) -> _Extractor:
