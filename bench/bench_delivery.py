@@ -336,6 +336,44 @@ def drained(reader, queue_name: str = QUEUE) -> bool:  # type: ignore[no-untyped
     return pending == 0 and queue.count == 0 and queue.started_job_registry.count == 0
 
 
+def descendants(pid: int) -> list[int]:
+    """The process and all its descendants (from /proc/*/stat; Linux)."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        parents[int(fields[1])].append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process tree (live processes only)."""
+    total = 0
+    for each in descendants(pid):
+        try:
+            text = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now(tend: Tend) -> dict[str, float]:
+    usage = {name: cpu_seconds(process.pid) for name, process in tend.processes.items()}
+    own = os.times()
+    usage["bench (load + fake Slack)"] = own.user + own.system
+    return usage
+
+
 # --- this bench ------------------------------------------------------------------------------
 
 
@@ -419,6 +457,26 @@ def rq_noop(n: int, rate: float) -> list[float]:
     if failed:
         raise RuntimeError(f"rq no-op jobs failed on the Tend workers: {failed[:3]}")
     return [(job.ended_at - job.enqueued_at).total_seconds() for job in jobs if job.ended_at and job.enqueued_at]
+
+
+def job_times(since: float) -> dict[str, tuple[list[float], list[float]]]:
+    """Per job function: (queue wait, run time) of the jobs rq finished that were enqueued after ``since``."""
+    from rq import Queue
+    from rq.job import Job
+
+    redis = Redis.from_url(REDIS_URL)
+    ids = Queue(QUEUE, connection=redis).finished_job_registry.get_job_ids()
+    found: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for start in range(0, len(ids), 500):
+        for job in Job.fetch_many(ids[start : start + 500], connection=redis):
+            if job is None or not (job.enqueued_at and job.started_at and job.ended_at):
+                continue
+            if _aware(job.enqueued_at).timestamp() < since:  # type: ignore[union-attr]
+                continue
+            waits, runs = found[job.func_name.rsplit(".", 1)[-1]]
+            waits.append((job.started_at - job.enqueued_at).total_seconds())
+            runs.append((job.ended_at - job.started_at).total_seconds())
+    return dict(found)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -522,9 +580,11 @@ def run(args: argparse.Namespace, slack: FakeSlack, tend: Tend, database: Databa
 
     print(f"event -> Slack post, immediate decisions: {args.rate:.0f} events/s for {args.duration:.0f} s, "
           f"{args.workers} workers, gunicorn x{args.web_workers}, {backend}, {args.therapists} therapists", flush=True)
+    cpu_before = cpu_now(tend)
     load_started = time.time()
     sent = drive(sender, args.therapists, args.rate, args.duration, "load", offset=len(warm))
     load_ended = time.time()
+    cpu_after = cpu_now(tend)
     accepted = [item for item in sent if item.status == 202]
     expected_posts = len(warm) + len(accepted)
 
@@ -537,12 +597,14 @@ def run(args: argparse.Namespace, slack: FakeSlack, tend: Tend, database: Databa
     drain_s = time.monotonic() - drain_started
     time.sleep(2.0)  # late duplicates, if any, arrive now
 
+    jobs = job_times(load_started)
     events, owner = store_rows(reader)
     posts = posts_by_suggestion(slack)
     reader.dispose()
     problems = tend.log_problems()
 
     latencies, lost, stage_accept, stage_queue, stage_rest = [], [], [], [], []
+    windows: dict[int, list[float]] = defaultdict(list)  # 10 s windows of the load, by send time
     for item in accepted:
         event = events.get(item.msg_id)
         safety = [sid for sid, rule, _ in (event or {}).get("suggestions", []) if rule == "safety.risk-language"]
@@ -552,6 +614,7 @@ def run(args: argparse.Namespace, slack: FakeSlack, tend: Tend, database: Databa
             continue
         first = min(times)
         latencies.append(first - item.at)
+        windows[int((item.at - load_started) // 10)].append(first - item.at)
         if event and event["received"] and event["evaluated"]:
             received, evaluated = event["received"].timestamp(), event["evaluated"].timestamp()
             stage_accept.append(received - item.at)
@@ -580,6 +643,14 @@ def run(args: argparse.Namespace, slack: FakeSlack, tend: Tend, database: Databa
         print(f"    stages p50/p95: send->recorded {ms(percentile(stage_accept, .5))}/{ms(percentile(stage_accept, .95))}, "
               f"recorded->evaluate starts {ms(percentile(stage_queue, .5))}/{ms(percentile(stage_queue, .95))}, "
               f"evaluate starts->posted {ms(percentile(stage_rest, .5))}/{ms(percentile(stage_rest, .95))}")
+    print("    p95 per 10 s of load: " + "  ".join(f"{10 * w}s {ms(percentile(v, .95))}" for w, v in sorted(windows.items())))
+    for name, (waits, runs) in sorted(jobs.items()):
+        print(f"    rq {name}: {len(runs)} jobs, queue wait p50/p95 {ms(percentile(waits, .5))}/{ms(percentile(waits, .95))}, "
+              f"run p50/p95 {percentile(runs, .5) * 1000:.1f}/{percentile(runs, .95) * 1000:.1f} ms, "
+              f"busy {sum(runs) / (load_ended - load_started) / args.workers:.0%} of {args.workers} workers")
+    load_s = load_ended - load_started
+    print("  CPU during the load (share of one core): " + ", ".join(
+        f"{name} {(cpu_after[name] - cpu_before[name]) / load_s:.0%}" for name in cpu_after) + f" on {os.cpu_count()} cores")
     print(f"  baseline: fake Slack chat.postMessage round trip p50 {slack_p50 * 1000:.1f} ms p95 {slack_p95 * 1000:.1f} ms; "
           f"rq no-op enqueue->finished p50 {noop_p50 * 1000:.1f} ms p95 {noop_p95 * 1000:.1f} ms")
     print(f"  ratio: Tend p95 / floor p95 (1 Slack call + 2 queue hops = {floor_p95 * 1000:.1f} ms) = {p95 / floor_p95:.1f}x")

@@ -10,28 +10,21 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
+from handlers.common import is_json, runtime
 from handlers.problems import problem
 from plugin import admin, intake, metrics
 from plugin.events import from_wire
-from plugin.runtime import Runtime
-from schemas.ehr import load_event
+from schemas.ehr import MAX_WEBHOOK_ID, load_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ehr", __name__)
 SOURCE = "ehr"
-
-
-def runtime() -> Runtime:
-    return current_app.extensions["tend"]
-
-
-def is_json(mimetype: str) -> bool:
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def verified(secrets: list[str], body: bytes, headers: dict[str, str]) -> bool:
@@ -40,8 +33,8 @@ def verified(secrets: list[str], body: bytes, headers: dict[str, str]) -> bool:
         try:
             Webhook(secret).verify(body, headers, json_parse=False)
             return True
-        except Exception:  # the library raises several types for malformed headers
-            continue
+        except (WebhookVerificationError, ValueError, KeyError, IndexError):
+            continue  # malformed headers raise ValueError (bad base64, no comma) or IndexError
     return False
 
 
@@ -53,7 +46,11 @@ def rejected(status: int, title: str, detail: str | None = None, **extra: object
 @bp.post("/webhooks/<clinic_id>/ehr")
 def receive(clinic_id: str) -> Response | tuple[Response, int]:
     rt = runtime()
-    secrets = admin.webhook_secrets(rt.db, rt.box, clinic_id)
+    try:
+        secrets = admin.webhook_secrets(rt.db, rt.box, clinic_id)
+    except (SQLAlchemyError, ValueError) as err:  # ValueError: a secret sealed under another TEND_SECRET_KEY
+        log.error("could not read the clinic's webhook secret: %s", type(err).__name__)
+        return rejected(503, "Not ready", "The clinic's webhook secret could not be read; retry later.", headers={"Retry-After": "30"})
     if secrets is None:
         return rejected(404, "Unknown clinic", f"No clinic {clinic_id!r} is configured here.")
     if not is_json(request.mimetype):
@@ -75,6 +72,8 @@ def receive(clinic_id: str) -> Response | tuple[Response, int]:
     except ValidationError as err:
         return rejected(400, "Invalid event", "Some fields are missing or malformed.", errors=err.messages)
     webhook_id = request.headers["webhook-id"]
+    if len(webhook_id) > MAX_WEBHOOK_ID:
+        return rejected(400, "Invalid event", f"webhook-id is longer than {MAX_WEBHOOK_ID} characters.")
     if data is None:
         metrics.EVENTS.labels(source=SOURCE, outcome="ignored").inc()
         return jsonify(status="ignored", type=event_type), 200

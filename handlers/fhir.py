@@ -16,11 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from handlers.problems import problem
 from plugin import metrics
+from plugin.fhir.admin import fhir_token_hash
 from plugin.fhir.notification import NotificationError, read_notification
 from plugin.fhir.receive import SOURCE, ready_check, receive
 from plugin.runtime import Runtime
 from plugin.secrets_box import same_token
-from plugin.store.models import Clinic
 
 log = logging.getLogger(__name__)
 bp = Blueprint("fhir", __name__)
@@ -39,12 +39,6 @@ def rejected(status: int, title: str, detail: str | None = None, **extra: object
     return problem(status, title, detail, **extra)
 
 
-def _token_hash(rt: Runtime, clinic_id: str) -> tuple[bool, str | None]:
-    with rt.db.session() as session:
-        clinic = session.get(Clinic, clinic_id)
-        return (clinic is not None, clinic.fhir_token_hash if clinic else None)
-
-
 def _bearer() -> str | None:
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -53,7 +47,7 @@ def _bearer() -> str | None:
 @bp.post("/webhooks/<clinic_id>/fhir")
 def notification(clinic_id: str) -> Response | tuple[Response, int]:
     rt = runtime()
-    exists, stored = _token_hash(rt, clinic_id)
+    exists, stored = fhir_token_hash(rt.db, clinic_id)
     if not exists:
         return rejected(404, "Unknown clinic", f"No clinic {clinic_id!r} is configured here.")
     token = _bearer()

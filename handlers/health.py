@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify
+
+from handlers.common import runtime
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -19,10 +21,6 @@ from plugin.store.models import Suggestion
 
 bp = Blueprint("health", __name__)
 HEARTBEAT_MAX_AGE = 60.0
-
-
-def runtime() -> Runtime:
-    return current_app.extensions["tend"]
 
 
 @bp.get("/healthz")

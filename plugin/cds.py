@@ -153,6 +153,23 @@ def _client(session: Session, rt: Runtime, clinic_id: str, patient_id: str) -> C
     return session.scalar(select(Client).where(Client.clinic_id == clinic_id, Client.key_hash == key))
 
 
+def _other_client_key(instance: str, client_id: int) -> str:
+    return f"{instance}#{client_id}"
+
+
+def _instance_event(session: Session, clinic_id: str, instance: str, client_id: int) -> int | None:
+    """The event logged for this hook instance about this client, if any."""
+    return session.scalar(
+        select(Event.id)
+        .where(
+            Event.clinic_id == clinic_id, Event.source == SOURCE, Event.client_id == client_id,
+            Event.dedupe_key.in_([instance, _other_client_key(instance, client_id)]),
+        )
+        .order_by(Event.id)
+        .limit(1)
+    )
+
+
 def _stored_cards(session: Session, event_id: int) -> list[dict[str, Any]]:
     cards = []
     rows = session.execute(
@@ -180,14 +197,16 @@ def cards(rt: Runtime, clinic_id: str, request: Mapping[str, Any], now: datetime
         return []  # a PractitionerRole or another kind of user: no therapist to attribute the card to
     rules = rt.rules_for(clinic_id)  # before our session: it opens its own (SQLite takes the write lock at BEGIN)
     with rt.db.session() as session:
-        existing = session.scalar(
-            select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == instance)
-        )
-        if existing is not None:
-            return _stored_cards(session, existing)
         client = _client(session, rt, clinic_id, patient_id)
         if client is None:
             return []
+        existing = _instance_event(session, clinic_id, instance, client.id)
+        if existing is not None:
+            return _stored_cards(session, existing)
+        # A hook instance is one call about one patient; if it comes again about another, that patient's cards are
+        # evaluated afresh and logged under their own key, never the first patient's cards returned.
+        taken = session.scalar(select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == instance))
+        dedupe_key = instance if taken is None else _other_client_key(instance, client.id)
         basis = session.scalar(
             select(Event)
             .where(Event.client_id == client.id, Event.clinic_id == clinic_id, Event.type.in_(BASIS_TYPES), Event.status == "evaluated")
@@ -204,18 +223,18 @@ def cards(rt: Runtime, clinic_id: str, request: Mapping[str, Any], now: datetime
         facts["client"] = client_facts(session, client, basis, therapist, now)
         chosen = _card_decisions(rules.evaluate(facts))
         event = Event(
-            clinic_id=clinic_id, source=SOURCE, dedupe_key=instance, type=f"cds.{hook}", occurred_at=now, received_at=now,
+            clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, type=f"cds.{hook}", occurred_at=now, received_at=now,
             therapist_ehr_id=therapist_ehr_id, client_id=client.id, data={"hook": hook, "basis_event_id": basis.id},
             status="evaluated", evaluated_at=now,
         )
-        session.add(event)
         try:
-            session.flush()
+            with session.begin_nested():
+                session.add(event)
+                session.flush()
         except IntegrityError:
-            session.rollback()
-            with rt.db.session() as again:
-                found = again.scalar(select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == instance))
-                return _stored_cards(again, found) if found is not None else []
+            # The same call arrived twice at once and the other one logged it first: answer with its cards.
+            found = _instance_event(session, clinic_id, instance, client.id)
+            return _stored_cards(session, found) if found is not None else []
         out = []
         for decision in chosen:
             row = Suggestion(

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from plugin.rules import SAFETY_PREFIX
 from plugin.rules.facts import default_facts
 from plugin.store.models import Appointment, Client, Event, PracticeLog, SessionNote, Suggestion, Therapist
 from plugin.timing import Busy, Calendar, Ledger
@@ -22,7 +23,6 @@ RECENT_NOTES = 5
 BACK_TO_BACK_GAP = timedelta(minutes=10)
 PRACTICE_WINDOW = timedelta(days=14)
 COUNTED_STATUSES = ("scheduled", "sending", "delivered")
-SAFETY_PREFIX = "safety."
 
 
 def local_day(now: datetime, tz: str) -> tuple[datetime, datetime]:
@@ -54,24 +54,32 @@ def appointments_around(session: Session, therapist: Therapist, now: datetime, d
 CLIENT_HORIZON_DAYS = 31
 
 
-def _days_until_next_session(session: Session, client_id: int, now: datetime) -> int:
-    """How far ahead the calendar must reach to see this client's next session."""
-    upcoming = session.scalar(
+def next_session_with(session: Session, therapist: Therapist, client_id: int, now: datetime) -> datetime | None:
+    """The start of this therapist's next session with this client (not another therapist's)."""
+    return session.scalar(
         select(func.min(Appointment.start)).where(
-            Appointment.client_id == client_id, Appointment.status != "cancelled", Appointment.start > now
+            Appointment.therapist_id == therapist.id,
+            Appointment.client_id == client_id,
+            Appointment.status != "cancelled",
+            Appointment.start > now,
         )
     )
-    return 0 if upcoming is None else min(CLIENT_HORIZON_DAYS, (upcoming - now).days + 1)
+
+
+def paused_until(therapist: Therapist) -> datetime | None:
+    """The later of the therapist's own pause and a safety stop."""
+    return max([p for p in (therapist.paused_until, therapist.stopped_until) if p is not None], default=None)
 
 
 def calendar_for(session: Session, therapist: Therapist, now: datetime, client_id: int | None = None) -> Calendar:
     """The therapist's appointments from today up to two days ahead, or to the client's next session."""
-    days = 2 if client_id is None else max(2, _days_until_next_session(session, client_id, now))
+    days = 2
+    if client_id is not None and (upcoming := next_session_with(session, therapist, client_id, now)) is not None:
+        days = max(days, min(CLIENT_HORIZON_DAYS, (upcoming - now).days + 1))
     appointments = appointments_around(session, therapist, now, days=days)
     busy = [Busy(a.start, a.end, str(a.id), str(a.client_id)) for a in appointments]
     hours = {day: tuple(span) for day, span in (therapist.working_hours or {}).items()}
-    pauses = [p for p in (therapist.paused_until, therapist.stopped_until) if p is not None]
-    return Calendar(tz=therapist.timezone, working_hours=hours, appointments=busy, paused_until=max(pauses, default=None))
+    return Calendar(tz=therapist.timezone, working_hours=hours, appointments=busy, paused_until=paused_until(therapist))
 
 
 def ledger_for(session: Session, therapist: Therapist, now: datetime) -> Ledger:
@@ -81,7 +89,7 @@ def ledger_for(session: Session, therapist: Therapist, now: datetime) -> Ledger:
         Suggestion.status.in_(COUNTED_STATUSES),
         Suggestion.deliver_at >= start,
         Suggestion.deliver_at < end,
-        ~Suggestion.rule_id.startswith(SAFETY_PREFIX),
+        ~Suggestion.rule_id.startswith(SAFETY_PREFIX),  # safety messages never count against the cap
     )
     sent = session.scalar(select(func.count()).select_from(Suggestion).where(*counted)) or 0
     last_selfcare = session.scalar(select(func.max(Suggestion.deliver_at)).where(*counted, Suggestion.audience == "therapist"))
@@ -104,7 +112,7 @@ def therapist_facts(session: Session, therapist: Therapist, now: datetime, signa
     practice = session.scalar(
         select(func.count()).select_from(PracticeLog).where(PracticeLog.therapist_id == therapist.id, PracticeLog.at >= now - PRACTICE_WINDOW)
     )
-    paused_until = max([p for p in (therapist.paused_until, therapist.stopped_until) if p is not None], default=None)
+    paused = paused_until(therapist)
     return {
         "self_compassion_practice": therapist.self_compassion_practice,
         "signals": sorted(signals),
@@ -113,7 +121,7 @@ def therapist_facts(session: Session, therapist: Therapist, now: datetime, signa
         "booked_minutes_today": int(sum(((a.end - a.start).total_seconds() for a in todays), 0.0) // 60),
         "own_practice_14d": practice or 0,
         "nudges_today": ledger.sent_or_scheduled_today,
-        "paused": paused_until is not None and paused_until > now,
+        "paused": paused is not None and paused > now,
     }
 
 
@@ -130,11 +138,7 @@ def client_facts(session: Session, client: Client, event: Event, therapist: Ther
     since_step = -1
     if client.step_session_number is not None and session_number > 0:
         since_step = session_number - client.step_session_number
-    upcoming = session.scalar(
-        select(func.min(Appointment.start)).where(
-            Appointment.client_id == client.id, Appointment.status != "cancelled", Appointment.start > now
-        )
-    )
+    upcoming = next_session_with(session, therapist, client.id, now)
     return {
         "present": True,
         "signals": list(data.get("signals", [])),
@@ -162,7 +166,8 @@ def build_facts(session: Session, event: Event, therapist: Therapist, now: datet
         therapist_signals.append("difficult_session")
     facts["therapist"] = therapist_facts(session, therapist, now, sorted(set(therapist_signals)), ledger)
     if event.client_id is not None:
-        client = session.get(Client, event.client_id)
+        # Locked: two events for one client on two workers must not both climb the ladder.
+        client = session.get(Client, event.client_id, with_for_update=True)
         if client is not None:
             facts["client"] = client_facts(session, client, event, therapist, now)
     return facts

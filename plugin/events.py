@@ -37,6 +37,7 @@ class InboundEvent:
     fields: Mapping[str, Any] = field(default_factory=dict)  # JSON-safe, text-free
     signals: Signals = field(default_factory=Signals)
     therapist_signals: frozenset[str] = frozenset()
+    signals_unread: bool = False  # the text could not be read: treated as carrying no indication
 
     def storable(self) -> dict[str, Any]:
         """The event's data as stored: its fields plus its signals."""
@@ -45,6 +46,7 @@ class InboundEvent:
             "signals": sorted(self.signals.current),
             "historical_signals": sorted(self.signals.historical),
             "therapist_signals": sorted(self.therapist_signals),
+            **({"signals_unread": True} if self.signals_unread else {}),
         }
 
 
@@ -81,7 +83,16 @@ def signals_of(event_type: str, data: Mapping[str, Any]) -> Signals:
 def from_wire(
     *, clinic_id: str, source: str, dedupe_key: str, event_type: str, occurred_at: datetime, data: Mapping[str, Any]
 ) -> InboundEvent:
-    """The domain event for a validated §3.2 payload (any source maps to that shape)."""
+    """The domain event for a validated §3.2 payload (any source maps to that shape).
+
+    If the text cannot be read, the event is still accepted (nothing accepted
+    is lost) with its structured signals only, flagged ``signals_unread``.
+    """
+    unread = False
+    try:
+        found = signals_of(event_type, data)
+    except signal_extraction.ExtractionError:
+        found, unread = signals_of(event_type, {k: v for k, v in data.items() if k != "text"}), True
     return InboundEvent(
         clinic_id=clinic_id,
         source=source,
@@ -91,8 +102,9 @@ def from_wire(
         therapist_ehr_id=data.get("therapist_id"),
         client_ehr_id=data.get("client_id") if event_type in CLIENT_EVENTS else None,
         fields=_json_safe({k: v for k, v in data.items() if k not in DROPPED_FIELDS}),
-        signals=signals_of(event_type, data),
+        signals=found,
         therapist_signals=therapist_signals_of(data),
+        signals_unread=unread,
     )
 
 

@@ -57,8 +57,12 @@ def client_id_for(session: Session, clinic_id: str, ehr_client_id: str, *, pseud
     raise RuntimeError("could not allocate a client code")
 
 
-def accept(db: Database, event: InboundEvent, *, pseudonym_key: str, box: SecretBox) -> Accepted:
-    """Record ``event`` unless its dedupe key was seen; never records it twice."""
+def accept(db: Database, event: InboundEvent, *, pseudonym_key: str, box: SecretBox, status: str = "recorded") -> Accepted:
+    """Record ``event`` unless its dedupe key was seen; never records it twice.
+
+    ``status`` is ``recorded`` (ready to evaluate) unless the caller has work
+    to do first, such as fetching an id-only FHIR resource.
+    """
     try:
         with db.session() as session:
             existing = _existing(session, event)
@@ -77,7 +81,7 @@ def accept(db: Database, event: InboundEvent, *, pseudonym_key: str, box: Secret
                 therapist_ehr_id=event.therapist_ehr_id,
                 client_id=client_id,
                 data=event.storable(),
-                status="recorded",
+                status=status,
             )
             session.add(row)
             session.flush()

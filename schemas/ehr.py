@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_WEBHOOK_ID = 250  # the dedupe key column holds 300; FHIR keys add a suffix
 MAX_TEXT_CHARS = 200_000
 
 #: The signal names a clinic may send as structured ``tags`` (DESIGN §4.2).

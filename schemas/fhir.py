@@ -15,6 +15,8 @@ NOTIFICATION_TYPES = ("handshake", "heartbeat", "event-notification", "query-sta
 SUBSCRIPTION_STATUSES = ("requested", "active", "error", "off", "entered-in-error")
 #: Resource types Tend maps to §3.2 events.
 MAPPED_RESOURCES = ("DocumentReference", "Appointment", "Communication")
+MAX_SUBSCRIPTION_CHARS = 250
+MAX_INTEGER64 = 2**63 - 1
 
 
 class Integer64(fields.Integer):
@@ -27,15 +29,16 @@ class Integer64(fields.Integer):
 
 
 class NotificationEventSchema(Schema):
-    event_number = Integer64(required=True, strict=False, validate=validate.Range(min=0))
+    event_number = Integer64(required=True, strict=False, validate=validate.Range(min=0, max=MAX_INTEGER64))
     timestamp = fields.AwareDateTime(format="iso", allow_none=True, load_default=None)
     focus = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=1000))
 
 
 class NotificationStatusSchema(Schema):
-    subscription = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    # The dedupe key "<subscription>#<event number>" must fit Event.dedupe_key (300): 250 + "#" + 19 digits.
+    subscription = fields.String(required=True, validate=validate.Length(min=1, max=MAX_SUBSCRIPTION_CHARS))
     topic = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
     status = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(SUBSCRIPTION_STATUSES))
     type = fields.String(required=True, validate=validate.OneOf(NOTIFICATION_TYPES))
-    events_since_start = Integer64(strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0))
+    events_since_start = Integer64(strict=False, allow_none=True, load_default=None, validate=validate.Range(min=0, max=MAX_INTEGER64))
     events = fields.List(fields.Nested(NotificationEventSchema), load_default=list, validate=validate.Length(max=1000))

@@ -204,3 +204,24 @@ def test_an_error_response_never_echoes_the_note_text(post_event) -> None:
     response = post_event("session_note.signed", {**NOTE, "text": canary, "session_number": "five"})
     assert response.status_code == 400
     assert canary not in json.dumps(response.json)
+
+
+def test_a_note_whose_text_cannot_be_read_is_still_accepted_and_flagged(post_event, rt, monkeypatch) -> None:
+    from plugin import signals
+
+    def unreadable(_text: str):  # type: ignore[no-untyped-def]
+        raise signals.ExtractionError("signal extraction failed")
+
+    monkeypatch.setattr(signals, "extract_client", unreadable)
+    response = post_event("session_note.signed", {**NOTE, "text": "She was self-critical."})
+    assert response.status_code == 202
+    with rt.db.session() as session:
+        stored = session.get(Event, response.json["event_id"])
+    assert stored.data["signals_unread"] is True
+    assert stored.data["signals"] == ["self_criticism"]  # the structured tags still count
+
+
+def test_a_webhook_id_longer_than_250_characters_is_400(post_event) -> None:
+    response = post_event("session_note.signed", NOTE, msg_id="m" * 251)
+    assert response.status_code == 400
+    assert "webhook-id" in response.json["detail"]

@@ -15,7 +15,7 @@ from plugin.store.models import Event, FhirEndpoint
 from tests.fakes.fhir_server import FakeFhirServer
 from tests.fhir_helpers import load, post, resource_of
 
-TOKEN_ENV = "TEND_TEST_EHR_FHIR_TOKEN"
+TOKEN_ENV = "TEND_FHIR_TOKEN_TEST_EHR"
 
 
 @pytest.fixture

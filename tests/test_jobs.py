@@ -185,3 +185,89 @@ def test_every_delivery_attempt_is_logged(overfull_day, fake_slack) -> None:
 def test_events_are_marked_evaluated(overfull_day) -> None:
     with overfull_day.db.session() as session:
         assert set(session.scalars(select(Event.status))) == {"evaluated"}
+
+
+def test_an_amended_note_supersedes_its_waiting_suggestion(slack_rt, post_to) -> None:
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    start = NOW + timedelta(hours=3)
+    post_to("appointment.booked", {"appointment_id": "A-9", "therapist_id": "T-100", "client_id": "P-0", "start": start.isoformat(), "end": (start + timedelta(minutes=50)).isoformat()})
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    post_to("session_note.signed", note(tags=["self_criticism", "perfectionism"]))  # the same note_id, amended
+    steps = [s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step"]
+    assert [s.status for s in steps] == ["cancelled", "scheduled"]
+    assert "amended" in steps[0].timing_reason
+
+
+def test_an_amended_note_after_the_send_sends_nothing_new(slack_rt, post_to, fake_slack) -> None:
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    start = NOW + timedelta(minutes=20)
+    post_to("appointment.booked", {"appointment_id": "A-9", "therapist_id": "T-100", "client_id": "P-0", "start": start.isoformat(), "end": (start + timedelta(minutes=50)).isoformat()})
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    first = next(s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step")
+    assert jobs.deliver(first.id) == "delivered"
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    second = [s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step"][1]
+    assert second.status == "skipped"
+
+
+def test_a_retry_keeps_its_new_time_so_the_sweeper_does_not_pull_it_forward(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, status=429, retry_after=600, method="chat.postMessage")
+    jobs.deliver(nudge.id)
+    stored = next(s for s in suggestions(overfull_day) if s.id == nudge.id)
+    assert stored.deliver_at > datetime.now(timezone.utc) + timedelta(minutes=9)
+    assert jobs.sweep(now=datetime.now(timezone.utc) + timedelta(minutes=2))["due"] == 0
+
+
+def test_a_payload_the_guard_refuses_fails_without_posting(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    with overfull_day.db.session() as session:
+        session.get(Suggestion, nudge.id).practice_id = "no_such_practice"
+    assert jobs.deliver(nudge.id) == "noop"
+    stored = next(s for s in suggestions(overfull_day) if s.id == nudge.id)
+    assert stored.status == "failed"
+    assert stored.timing_reason.startswith("payload refused")
+    assert fake_slack.calls_to("chat.postMessage") == []
+
+
+def test_a_recovered_send_past_its_moment_is_expired_not_posted(slack_rt, post_to, fake_slack) -> None:
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    start = NOW + timedelta(hours=3)
+    post_to("appointment.booked", {"appointment_id": "A-9", "therapist_id": "T-100", "client_id": "P-0", "start": start.isoformat(), "end": (start + timedelta(minutes=50)).isoformat()})
+    post_to("session_note.signed", note(tags=["self_criticism"]))
+    suggestion = next(s for s in suggestions(slack_rt) if s.rule_id == "client.suggest.next-step")
+    with slack_rt.db.session() as session:  # a worker died holding it, and the session has begun since
+        row = session.get(Suggestion, suggestion.id)
+        row.status, row.claimed_at = "sending", NOW - timedelta(hours=4)
+        row.expires_at = NOW - timedelta(minutes=1)
+    assert jobs.deliver(suggestion.id) == "expired"
+    assert fake_slack.calls_to("chat.postMessage") == []
+
+
+def test_a_failing_evaluation_is_marked_failed_after_five_tries(slack_rt, post_to, monkeypatch) -> None:
+    def broken(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("canary-9a1 must not travel")
+
+    monkeypatch.setattr(jobs, "evaluate_event", broken)
+    with pytest.raises(jobs.JobFailed):
+        post_to("therapist.upserted", therapist_data("UTC"))  # the first try
+    with slack_rt.db.session() as session:
+        event_id = session.scalars(select(Event.id).order_by(Event.id.desc())).first()
+    for _ in range(4):
+        with pytest.raises(jobs.JobFailed):
+            jobs.evaluate(event_id)
+    with slack_rt.db.session() as session:
+        event = session.get(Event, event_id)
+    assert (event.status, event.attempts, event.error) == ("failed", 5, "RuntimeError")
+    assert jobs.evaluate(event_id) == []  # a failed event is left for an operator
+
+
+def test_a_failed_job_carries_no_message_from_the_work(slack_rt, post_to, monkeypatch) -> None:
+    def broken(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("canary-77 from a note")
+
+    monkeypatch.setattr(jobs, "evaluate_event", broken)
+    with pytest.raises(jobs.JobFailed) as raised:
+        post_to("therapist.upserted", therapist_data("UTC"))
+    assert "canary" not in str(raised.value)
+    assert raised.value.__suppress_context__

@@ -11,19 +11,25 @@ from datetime import datetime
 from typing import Any
 
 from plugin.delivery.blocks import Anchor, Kind, Outgoing, build
+from plugin.rules import is_safety_rule
 from plugin.store.models import Suggestion
 
-#: Rules whose message is not a practice suggestion but a fixed safety line or a break.
-KIND_BY_RULE = {
-    "safety.risk-language": Kind.SUPPRESS,
-    "safety.therapist-distress": Kind.DISTRESS,
-    "therapist.selfcare.stress-message": Kind.BREAK,
-}
+#: Rules whose message is a self-compassion break rather than a practice suggestion.
+BREAK_RULES = frozenset({"therapist.selfcare.stress-message"})
 SAFETY_KEYS = {Kind.SUPPRESS: "chrome.safety.risk_language", Kind.DISTRESS: "chrome.safety.therapist_distress"}
 
 
+def kind_of(row: Suggestion) -> Kind:
+    """Safety about a client is the protocol line; safety about the therapist, the crisis line."""
+    if is_safety_rule(row.rule_id):
+        return Kind.SUPPRESS if row.audience == "client" else Kind.DISTRESS
+    if row.rule_id in BREAK_RULES:
+        return Kind.BREAK
+    return Kind.SUGGEST if row.audience == "client" else Kind.NUDGE
+
+
 def outgoing_for(row: Suggestion, now: datetime, assistance_line: str | None = None) -> Outgoing:
-    kind = KIND_BY_RULE.get(row.rule_id) or (Kind.SUGGEST if row.audience == "client" else Kind.NUDGE)
+    kind = kind_of(row)
     if kind.is_safety:
         return Outgoing(
             suggestion_id=row.id,

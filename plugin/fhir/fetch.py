@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
+import posixpath
 import random
+import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 from fhirpy import SyncFHIRClient
@@ -29,11 +33,12 @@ from fhirpy.base.exceptions import AuthorizationError, ForbiddenError, Operation
 from sqlalchemy import select
 
 from plugin import intake, jobs, metrics, runtime
-from plugin.events import from_wire, signals_of
+from plugin.events import signals_of
+from plugin.fhir.admin import token_env_problem
 from plugin.fhir.mapping import Ignored, as_text, map_resource, readable
 from plugin.fhir.notification import NotificationError, relative, validate_resource
-from plugin.fhir.receive import SOURCE, enqueue_fetch, with_session_number
-from plugin.signals import Signals
+from plugin.fhir.receive import PENDING_TYPE, SOURCE, UNREAD, enqueue_fetch, read_event, with_session_number
+from plugin.signals import ExtractionError, Signals
 from plugin.store.db import utcnow
 from plugin.store.models import Event, FhirEndpoint
 from schemas.ehr import MAX_TEXT_CHARS
@@ -45,6 +50,7 @@ QUICK_BACKOFF_SECONDS = 0.5
 MAX_JOB_ATTEMPTS = 6
 MAX_ATTACHMENT_BYTES = 1024 * 1024
 SWEEP_AFTER = timedelta(minutes=5)
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class Transient(Exception):
@@ -79,6 +85,8 @@ class FhirReader:
 
     def read(self, reference: str) -> dict[str, Any]:
         kind, _, ident = reference.partition("/")
+        if not _FHIR_ID.match(ident) or ident in (".", ".."):
+            raise Permanent("the notified resource id is not a FHIR id")
 
         def once() -> dict[str, Any]:
             try:
@@ -99,8 +107,27 @@ class FhirReader:
         return self._retrying(once)
 
     def within_base(self, url: str) -> str | None:
+        """``url`` made absolute if it lies under the base URL (the token goes nowhere else), else None.
+
+        Compared after decoding: same scheme and host, no ``..`` segment (``%2e%2e``
+        included), no backslash, and the normalised path under the base path.
+        """
         absolute = urljoin(self.base + "/", url)
-        return absolute if absolute.startswith(self.base + "/") else None
+        base, target = urlsplit(self.base + "/"), urlsplit(absolute)
+        if (target.scheme.lower(), target.netloc.lower()) != (base.scheme.lower(), base.netloc.lower()):
+            return None
+        path = target.path
+        for _ in range(3):  # %252e%252e decodes to %2e%2e, then to ..
+            decoded = unquote(path)
+            if decoded == path:
+                break
+            path = decoded
+        if "%" in path or "\\" in path or ".." in path.split("/"):
+            return None
+        base_path = posixpath.normpath(unquote(base.path)).rstrip("/") + "/"
+        if not (posixpath.normpath(path) + "/").startswith(base_path) or posixpath.normpath(path) + "/" == base_path:
+            return None
+        return absolute
 
     def attachment(self, url: str) -> str:
         """The text behind an attachment url (a Binary resource or a text/* document)."""
@@ -127,8 +154,6 @@ class FhirReader:
                 content_type = (response.headers.get("content-type") or "").split(";")[0].strip().lower()
             if content_type in ("application/fhir+json", "application/json"):
                 try:
-                    import json
-
                     binary = json.loads(body)
                     data = base64.b64decode(binary.get("data", ""))
                 except (ValueError, binascii.Error, AttributeError):
@@ -137,7 +162,7 @@ class FhirReader:
                     raise Permanent("attachment is not a text Binary")
                 return as_text(data.decode("utf-8", errors="replace"), binary.get("contentType"))[:MAX_TEXT_CHARS]
             if not readable(content_type or None):
-                raise Permanent(f"attachment content type {content_type[:40]} is not text")
+                raise Permanent("attachment content type is not text")
             return as_text(body.decode("utf-8", errors="replace"), content_type)[:MAX_TEXT_CHARS]
 
         return self._retrying(once)
@@ -148,6 +173,9 @@ def _reader_for(endpoint: FhirEndpoint | None) -> FhirReader:
         raise Permanent("no FHIR base URL configured for this clinic (tend clinics fhir CLINIC --base-url URL)")
     token = None
     if endpoint.token_env:
+        if token_env_problem(endpoint.token_env):
+            # Checked by `tend clinics fhir` too; a row written before that check must not send Tend's own secrets.
+            raise Permanent("the clinic's token variable is not allowed (a TEND_ setting); set it again with tend clinics fhir --token-env")
         token = os.environ.get(endpoint.token_env)
         if not token:
             raise Permanent(f"environment variable {endpoint.token_env} (the FHIR token) is not set in the worker")
@@ -169,19 +197,32 @@ def _finish(event_id: int, status: str, reason: str) -> str:
     return status
 
 
-def _clinic_of(event_id: int) -> str:
-    with runtime.current().db.session() as session:
-        return session.scalar(select(Event.clinic_id).where(Event.id == event_id)) or ""
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """What the worker needs of a ``fetching`` row, read before any fetch (no transaction is held while fetching)."""
+
+    event_id: int
+    clinic_id: str
+    type: str
+    dedupe_key: str
+    occurred_at: datetime
+    fhir: dict[str, Any]
 
 
-def _complete_id_only(event_id: int, pending: dict[str, Any], reader: FhirReader) -> str | None:
+def _locked_fetching(session, event_id: int) -> Event | None:  # type: ignore[no-untyped-def]
+    """The row, locked, if it is still waiting for this fetch (another worker may have completed it meanwhile)."""
+    row = session.scalar(select(Event).where(Event.id == event_id).with_for_update())
+    return row if row is not None and row.status == "fetching" else None
+
+
+def _complete_id_only(pending: _Pending, reader: FhirReader) -> str | None:
     rt = runtime.current()
-    reference = relative(pending.get("reference"))
+    reference = relative(pending.fhir.get("reference"))
     if reference is None:
         raise Permanent("the notification named no resource")
     resource = reader.read(reference)
     try:
-        validate_resource(resource, pending.get("models", "R4B"))
+        validate_resource(resource, pending.fhir.get("models", "R4B"))
     except NotificationError as err:
         raise Permanent(f"fetched resource is not valid FHIR ({'; '.join(map(str, err.errors))[:200]})") from None
     if f"{resource.get('resourceType')}/{resource.get('id')}" != reference:
@@ -190,18 +231,19 @@ def _complete_id_only(event_id: int, pending: dict[str, Any], reader: FhirReader
     del resource
     if isinstance(mapped, Ignored):
         return mapped.reason
-    data = with_session_number(rt, _clinic_of(event_id), mapped.event_type, mapped.data)
+    data = with_session_number(rt, pending.clinic_id, mapped.event_type, mapped.data)
     if mapped.attachment_url:
         data["text"] = reader.attachment(mapped.attachment_url)
+    # Read the text for signals before taking the row lock: extraction can be slow and must not block writers.
+    event = read_event(
+        clinic_id=pending.clinic_id, dedupe_key=pending.dedupe_key, event_type=mapped.event_type, occurred_at=pending.occurred_at, data=data
+    )
+    data.pop("text", None)
+    mapped.data.pop("text", None)
     with rt.db.session() as session:
-        row = session.scalar(select(Event).where(Event.id == event_id).with_for_update())
-        if row is None or row.status != "fetching":
+        row = _locked_fetching(session, pending.event_id)
+        if row is None:
             return None
-        event = from_wire(
-            clinic_id=row.clinic_id, source=SOURCE, dedupe_key=row.dedupe_key, event_type=mapped.event_type,
-            occurred_at=row.occurred_at, data=data,
-        )
-        data.pop("text", None)
         row.type = event.type
         row.therapist_ehr_id = event.therapist_ehr_id
         if event.client_ehr_id is not None:
@@ -211,54 +253,75 @@ def _complete_id_only(event_id: int, pending: dict[str, Any], reader: FhirReader
     return None
 
 
-def _complete_attachment(event_id: int, pending: dict[str, Any], reader: FhirReader) -> None:
+def _complete_attachment(pending: _Pending, reader: FhirReader) -> None:
     rt = runtime.current()
-    text = reader.attachment(pending["attachment_url"])
+    text = reader.attachment(pending.fhir["attachment_url"])
+    unread = False
+    try:
+        found = signals_of(pending.type, {"text": text})
+    except ExtractionError:
+        log.warning("FHIR event %s: signal extraction failed; recorded without the attachment's signals", pending.event_id)
+        found, unread = Signals(), True
+    del text
     with rt.db.session() as session:
-        row = session.scalar(select(Event).where(Event.id == event_id).with_for_update())
-        if row is None or row.status != "fetching":
+        row = _locked_fetching(session, pending.event_id)
+        if row is None:
             return
-        found = signals_of(row.type, {"text": text})
-        del text
         data = {k: v for k, v in row.data.items() if k != "fhir"}
         merged = Signals(frozenset(data.get("signals", [])), frozenset(data.get("historical_signals", []))).merged(found)
         data["signals"], data["historical_signals"] = sorted(merged.current), sorted(merged.historical)
+        if unread:
+            data[UNREAD] = True
         row.data = data
         row.status = "recorded"
 
 
-def fetch_and_evaluate(event_id: int) -> str:
-    """Complete a ``fetching`` FHIR event from the clinic's server, then evaluate it."""
-    rt = runtime.current()
-    with rt.db.session() as session:
+def _start(event_id: int) -> tuple[str, _Pending | None, FhirEndpoint | None]:
+    """The row's status; for a ``fetching`` row, its attempt counted, what to fetch and where from."""
+    with runtime.current().db.session() as session:
         row = session.get(Event, event_id)
         if row is None:
-            return "missing"
-        if row.status == "recorded":
-            jobs.evaluate(event_id)
-            return "evaluated"
+            return "missing", None, None
         if row.status != "fetching":
-            return "noop"
-        pending = dict((row.data or {}).get("fhir") or {})
-        pending["attempts"] = int(pending.get("attempts", 0)) + 1
-        row.data = {**row.data, "fhir": pending}
+            return row.status, None, None
+        fhir = dict((row.data or {}).get("fhir") or {})
+        fhir["attempts"] = int(fhir.get("attempts", 0)) + 1
+        row.data = {**row.data, "fhir": fhir}
         endpoint = session.get(FhirEndpoint, row.clinic_id)
         if endpoint is not None:
             session.expunge(endpoint)
+        return "fetching", _Pending(event_id, row.clinic_id, row.type, row.dedupe_key, row.occurred_at, fhir), endpoint
+
+
+def fetch_and_evaluate(event_id: int) -> str:
+    """Complete a ``fetching`` FHIR event from the clinic's server, then evaluate it.
+
+    No transaction is open while the worker fetches, reads text or evaluates:
+    ``jobs.evaluate`` opens its own session (on SQLite, BEGIN IMMEDIATE would
+    wait for ours), and the row lock is taken only to write the result.
+    """
+    status, pending, endpoint = _start(event_id)
+    if status == "missing":
+        return "missing"
+    if status == "recorded":
+        jobs.evaluate(event_id)
+        return "evaluated"
+    if status != "fetching" or pending is None:
+        return "noop"
     try:
         reader = _reader_for(endpoint)
-        if row.type != "fhir.pending" and pending.get("attachment_url"):
-            _complete_attachment(event_id, pending, reader)
+        if pending.type != PENDING_TYPE and pending.fhir.get("attachment_url"):
+            _complete_attachment(pending, reader)
         else:
-            ignored = _complete_id_only(event_id, pending, reader)
+            ignored = _complete_id_only(pending, reader)
             if ignored:
                 return _finish(event_id, "ignored", ignored)
     except Permanent as err:
         return _finish(event_id, "failed", f"FHIR fetch failed: {err}")
     except Transient as err:
         metrics.FHIR_FETCHES.labels(outcome="retry").inc()
-        if pending["attempts"] >= MAX_JOB_ATTEMPTS:
-            return _finish(event_id, "failed", f"FHIR fetch failed after {pending['attempts']} attempts: {err}")
+        if pending.fhir["attempts"] >= MAX_JOB_ATTEMPTS:
+            return _finish(event_id, "failed", f"FHIR fetch failed after {pending.fhir['attempts']} attempts: {err}")
         log.info("FHIR fetch for event %s will be retried: %s", event_id, err)
         raise
     metrics.FHIR_FETCHES.labels(outcome="fetched").inc()

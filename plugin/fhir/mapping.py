@@ -67,7 +67,7 @@ class Mapped:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    reason: str  # names fields and codes, never values from the resource
+    reason: str  # names fields only, never values from the resource (it reaches the HTTP answer, Event.error and logs)
 
 
 def sensitive(resource: Mapping[str, Any]) -> bool:
@@ -134,9 +134,9 @@ def _checked(event_type: str, data: dict[str, Any], attachment_url: str | None =
 
 def document_reference(resource: Mapping[str, Any]) -> Mapped | Ignored:
     if resource.get("status") not in (None, "current"):
-        return Ignored(f"DocumentReference status {resource.get('status')!s:.30} is not current")
+        return Ignored("DocumentReference status is not current")
     if resource.get("docStatus") not in SIGNED_DOC_STATUSES:
-        return Ignored(f"DocumentReference docStatus {resource.get('docStatus')!s:.30} is not final or amended")
+        return Ignored("DocumentReference docStatus is not final or amended")
     codes = {c.get("code") for c in (resource.get("type") or {}).get("coding", []) if c.get("system") == LOINC}
     if not codes & NOTE_TYPES:
         return Ignored("DocumentReference type is not a LOINC progress or mental-health note")
@@ -168,7 +168,7 @@ def document_reference(resource: Mapping[str, Any]) -> Mapped | Ignored:
 def appointment(resource: Mapping[str, Any]) -> Mapped | Ignored:
     mapped = APPOINTMENT_EVENTS.get(resource.get("status", ""))
     if mapped is None:
-        return Ignored(f"Appointment status {resource.get('status')!s:.30} is not booked, under way, done or cancelled")
+        return Ignored("Appointment status is not booked, under way, done or cancelled")
     event_type, status = mapped
     actors = _refs(p.get("actor") for p in resource.get("participant", []))
     subjects = _refs([resource.get("subject")])
@@ -188,7 +188,7 @@ def appointment(resource: Mapping[str, Any]) -> Mapped | Ignored:
 
 def communication(resource: Mapping[str, Any]) -> Mapped | Ignored:
     if resource.get("status") != "completed":
-        return Ignored(f"Communication status {resource.get('status')!s:.30} is not completed")
+        return Ignored("Communication status is not completed")
     client = reference_id((resource.get("sender") or {}).get("reference"), "Patient")
     if client is None:
         return Ignored("Communication is not from a Patient (sent by the practice?)")
@@ -218,7 +218,7 @@ MAPPERS = {"DocumentReference": document_reference, "Appointment": appointment, 
 def map_resource(resource: Mapping[str, Any]) -> Mapped | Ignored:
     mapper = MAPPERS.get(resource.get("resourceType", ""))
     if mapper is None:
-        return Ignored(f"resource type {resource.get('resourceType')!s:.40} is not one Tend reads")
+        return Ignored("resourceType is not one Tend reads")
     if not resource.get("id"):
         return Ignored("resource has no id")
     return mapper(resource)

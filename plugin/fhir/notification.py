@@ -9,15 +9,17 @@ never the value, since a value may be note text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from fhir.resources.bundle import Bundle as BundleR5
 from fhir.resources.R4B.bundle import Bundle as BundleR4B
 from marshmallow import ValidationError as SchemaError
 from pydantic import ValidationError
+from pydantic_core.core_schema import ErrorType
 
 from schemas.fhir import NotificationStatusSchema
 
@@ -77,11 +79,26 @@ def reference_id(reference: str | None, resource_type: str) -> str | None:
     return ident if kind == resource_type else None
 
 
+#: pydantic's own error types; their messages describe what was expected, never the input.
+_BUILTIN_ERRORS = frozenset(get_args(ErrorType)) - {"value_error", "assertion_error"}
+_ELEMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _position(loc: tuple[Any, ...], error_type: str) -> str:
+    """The element path, with unknown keys (they come from the sender) left unnamed."""
+    parts = list(loc)
+    if error_type == "extra_forbidden" and parts:
+        parts[-1] = "<unknown element>"
+    return ".".join(str(p) if isinstance(p, int) or p == "<unknown element>" or _ELEMENT.match(str(p)) else "<key>" for p in parts)
+
+
 def _validation_errors(err: ValidationError) -> list[str]:
+    """``path: problem`` lines naming positions only: custom messages (fhir.resources' own) may quote values."""
     lines = []
-    for item in err.errors(include_input=False, include_url=False)[:MAX_ERRORS]:
-        path = ".".join(str(p) for p in item.get("loc", ()))
-        lines.append(f"{path}: {item.get('msg', 'invalid')}")
+    for item in err.errors(include_input=False, include_url=False, include_context=False)[:MAX_ERRORS]:
+        error_type = str(item.get("type", ""))
+        message = item.get("msg", "invalid") if error_type in _BUILTIN_ERRORS else "invalid value"
+        lines.append(f"{_position(tuple(item.get('loc', ())), error_type)}: {message}")
     return lines
 
 
@@ -146,6 +163,9 @@ def read_notification(body: Any) -> Notification:
         model.model_validate(body)
     except ValidationError as err:
         raise NotificationError("Invalid FHIR bundle", _validation_errors(err)) from None
+    except (KeyError, TypeError, ValueError):
+        # fhir.resources raises these (not ValidationError) for an entry whose resourceType it does not know.
+        raise NotificationError("Invalid FHIR bundle", ["entry.resource.resourceType: not a resource type of this FHIR release"]) from None
     entries = body.get("entry") or []
     first = (entries[0].get("resource") if entries else None) or {}
     if first.get("resourceType") == "Parameters" and bundle_type == "history":
@@ -197,7 +217,7 @@ def validate_resource(resource: Mapping[str, Any], models: str) -> None:
     try:
         cls = (r5_class if models == "R5" else r4b_class)(kind)
         cls.model_validate(resource)
-    except KeyError:
-        raise NotificationError("Invalid FHIR resource", [f"resourceType: unknown type {kind[:60]!r}"]) from None
     except ValidationError as err:
         raise NotificationError("Invalid FHIR resource", _validation_errors(err)) from None
+    except (KeyError, TypeError, ValueError):
+        raise NotificationError("Invalid FHIR resource", ["resourceType: not a resource type of this FHIR release"]) from None

@@ -27,6 +27,7 @@ from plugin.fhir import gaps
 from plugin.fhir.mapping import Ignored, map_resource
 from plugin.fhir.notification import Notification, NotificationEvent
 from plugin.runtime import Runtime
+from plugin.signals import ExtractionError
 from plugin.store.db import utcnow
 from plugin.pseudonyms import client_key
 from plugin.store.models import Client, Event, FhirSubscription, SessionNote
@@ -39,6 +40,8 @@ FETCH_JOB = "plugin.fhir.fetch.fetch_and_evaluate"
 FETCH_RETRY = Retry(max=4, interval=[10, 60, 300, 900])
 #: A hole younger than this may still be a late delivery (reordering); older ones fail /readyz.
 GAP_GRACE = timedelta(minutes=2)
+#: Set in an event's data when its text could not be read for signals (the rules treat it as no indication).
+UNREAD = "signals_unread"
 
 
 @dataclass
@@ -131,6 +134,22 @@ def with_session_number(rt: Runtime, clinic_id: str, event_type: str, data: dict
     return {**data, "session_number": earlier + 1}
 
 
+def read_event(*, clinic_id: str, dedupe_key: str, event_type: str, occurred_at: datetime, data: dict[str, Any]) -> InboundEvent:
+    """``from_wire`` for a FHIR event; if signal extraction fails, the event without its text signals.
+
+    Fail safe rather than fail the delivery (a 500 would make the EHR retry the
+    same text forever): the event is recorded with the signals of its tags only
+    and ``signals_unread: True``, which the rules must read as no indication.
+    """
+    try:
+        return from_wire(clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, event_type=event_type, occurred_at=occurred_at, data=data)
+    except ExtractionError:
+        log.warning("FHIR event %s of clinic %s: signal extraction failed; recorded without text signals", dedupe_key, clinic_id)
+        metrics.EVENTS.labels(source=SOURCE, outcome="signals_unread").inc()
+        unread = {**{k: v for k, v in data.items() if k != "text"}, UNREAD: True}
+        return from_wire(clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, event_type=event_type, occurred_at=occurred_at, data=unread)
+
+
 def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEvent, now: datetime) -> Outcome:
     key = dedupe_key(note.subscription, item.number)
     occurred_at = item.timestamp or now
@@ -138,7 +157,7 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
     if item.resource is None:
         kind = (item.focus or "").split("/")[0]
         if kind not in MAPPED_RESOURCES:
-            return Outcome(item.number, "ignored", reason=f"focus {kind or 'missing'} is not one Tend reads")
+            return Outcome(item.number, "ignored", reason="focus is missing or not a resource type Tend reads")
         accepted = record_pending(rt, clinic_id, key, PENDING_TYPE, occurred_at, {"fhir": pending})
         if not accepted.duplicate:
             enqueue_fetch(rt, accepted.event_id)
@@ -147,9 +166,7 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
     if isinstance(mapped, Ignored):
         return Outcome(item.number, "ignored", reason=mapped.reason)
     data = with_session_number(rt, clinic_id, mapped.event_type, mapped.data)
-    event: InboundEvent = from_wire(
-        clinic_id=clinic_id, source=SOURCE, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=data
-    )
+    event = read_event(clinic_id=clinic_id, dedupe_key=key, event_type=mapped.event_type, occurred_at=occurred_at, data=data)
     data.pop("text", None)
     mapped.data.pop("text", None)  # the text goes no further than the signals
     if mapped.attachment_url:
@@ -250,5 +267,7 @@ def ready_check(rt: Runtime) -> str:
         return f"unreadable ({type(err).__name__})"
     if not rows:
         return "ok"
-    described = ", ".join(f"{clinic}/{sub} ({gaps.count(missing)} missing)" for clinic, sub, missing in rows[:5])
-    return f"FHIR events missing on {len(rows)} subscription(s): {described}"
+    # /readyz is unauthenticated: the answer gives a count, the log names the clinics and subscriptions.
+    for clinic, sub, missing in rows:
+        log.warning("readyz: FHIR subscription %s of clinic %s has %d event(s) missing", sub, clinic, gaps.count(missing))
+    return f"FHIR events missing on {len(rows)} subscription(s)"

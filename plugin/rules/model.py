@@ -17,6 +17,14 @@ TIMINGS: Final = frozenset({"now", "next_gap", "before_next_appointment", "pre_s
 #: safety rules run first and may silence a group; client rules: first that holds wins;
 #: selfcare rules: each that holds fires.
 GROUPS: Final = ("safety", "client", "selfcare")
+#: Safety rules' ids start with this (the schema enforces it), so a stored
+#: suggestion row is recognised as a safety message by its rule id alone.
+SAFETY_PREFIX: Final = "safety."
+
+
+def is_safety_rule(rule_id: str) -> bool:
+    """Safety messages ignore caps, pauses and DND, carry no buttons and are never cheerful."""
+    return rule_id.startswith(SAFETY_PREFIX)
 #: Effects a decision asks the caller to apply beyond its own delivery.
 EFFECTS: Final = frozenset({"pause_selfcare_today"})
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 from .documents import Document, Key
 from .errors import RuleProblem
 from .facts import EVENT_TYPES
-from .model import AUDIENCES, EFFECTS, GROUPS, KINDS, TIMINGS
+from .model import AUDIENCES, EFFECTS, GROUPS, KINDS, SAFETY_PREFIX, TIMINGS
 
 _ID: Final = re.compile(r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$")
 _PARAM: Final = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -86,6 +86,8 @@ def check_rule(raw: Any, doc: Document, key: Key, order: int) -> tuple[Draft | N
         bad("priority", "priority must be an integer (higher runs first)")
     if "group" in raw and raw["group"] not in GROUPS:
         bad("group", f"group must be one of {', '.join(GROUPS)}")
+    if isinstance(raw.get("id"), str) and (raw.get("group") == "safety") != raw["id"].startswith(SAFETY_PREFIX):
+        bad("id", f"safety rules, and only they, have ids starting with {SAFETY_PREFIX!r}")
     if "decision" in raw and raw["decision"] not in KINDS:
         bad("decision", f"decision must be one of {', '.join(sorted(KINDS))}")
     if "audience" in raw and raw["audience"] not in AUDIENCES:

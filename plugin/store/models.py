@@ -142,7 +142,8 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # text-free fields + signals
     status: Mapped[str] = mapped_column(String(20), default="recorded")
     evaluated_at: Mapped[datetime | None]
-    error: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(default=0)  # failed evaluations; "failed" after a few
+    error: Mapped[str | None] = mapped_column(String(300))  # the last failure's exception type, never its message
 
 
 class Appointment(Base):
