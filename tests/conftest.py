@@ -81,7 +81,7 @@ def make_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
         "TEND_INSTANCE_PATH": str(tmp_path / "instance"),
         "TEND_DATABASE_URL": database_url,
         "TEND_REDIS_URL": REDIS_URL,
-        "TEND_QUEUE": "tend-test",
+        "TEND_QUEUE": f"tend-test-{os.getpid()}",  # apart from any other test run on this Redis
         **extra,
     }
 
