@@ -307,3 +307,34 @@ def test_feedback_without_a_token_is_401(client, ehr) -> None:
 def test_feedback_for_an_unknown_card_changes_nothing(client, ehr, charted, rt) -> None:
     assert _feedback(client, ehr, str(uuid.uuid4())).json["unknown_card"] == 1
     assert feedback_rows(rt) == []
+
+
+def test_a_hook_instance_reused_for_another_patient_is_evaluated_for_that_patient(client, ehr, charted, post_event, rt) -> None:
+    other_note = {**NOTE, "note_id": "N-2", "client_id": "P-88"}
+    jobs.evaluate(post_event("session_note.signed", other_note, occurred_at=datetime.now(timezone.utc) - timedelta(minutes=30)).json["event_id"])
+    instance = "5b0e3e3e-0a3f-4d3c-9d3e-2f1c0c7a0002"
+    [first] = call(client, ehr, hook_body(patient="P-77", instance=instance)).json["cards"]
+    [second] = call(client, ehr, hook_body(patient="P-88", instance=instance)).json["cards"]
+    assert first["uuid"] != second["uuid"]
+    with rt.db.session() as session:
+        clients = {
+            card.card_uuid: session.get(Suggestion, card.suggestion_id).client_id for card in session.scalars(select(CdsCard))
+        }
+    assert len(clients) == 2 and clients[first["uuid"]] != clients[second["uuid"]]
+
+
+def test_a_hook_instance_reused_for_an_unknown_patient_returns_no_stored_cards(client, ehr, charted) -> None:
+    instance = "5b0e3e3e-0a3f-4d3c-9d3e-2f1c0c7a0003"
+    assert len(call(client, ehr, hook_body(patient="P-77", instance=instance)).json["cards"]) == 1
+    assert call(client, ehr, hook_body(patient="P-unknown", instance=instance)).json == {"cards": []}
+
+
+def test_a_repeated_call_for_the_second_patient_returns_their_stored_cards(client, ehr, charted, post_event, rt) -> None:
+    other_note = {**NOTE, "note_id": "N-2", "client_id": "P-88"}
+    jobs.evaluate(post_event("session_note.signed", other_note, occurred_at=datetime.now(timezone.utc) - timedelta(minutes=30)).json["event_id"])
+    instance = "5b0e3e3e-0a3f-4d3c-9d3e-2f1c0c7a0004"
+    call(client, ehr, hook_body(patient="P-77", instance=instance))
+    second = call(client, ehr, hook_body(patient="P-88", instance=instance)).json["cards"]
+    assert call(client, ehr, hook_body(patient="P-88", instance=instance)).json["cards"] == second
+    with rt.db.session() as session:
+        assert len(list(session.scalars(select(CdsCard)))) == 2

@@ -77,3 +77,35 @@ def test_an_issuer_belongs_to_one_clinic(tend, clinic, rt) -> None:
 def test_an_unknown_clinic_is_one_line(tend, clinic) -> None:
     result = tend("clinics", "cds", "nowhere", "--issuer", "x", "--jwks-url", "https://a.example/j")
     assert result.exit_code == 1 and "no clinic 'nowhere'" in result.output
+
+
+@pytest.mark.parametrize("name", ["TEND_SECRET_KEY", "TEND_DATABASE_URL", "TEND_FHIR_TOKEN"])
+def test_clinics_fhir_refuses_a_tend_setting_as_the_token_variable(tend, clinic, rt, name) -> None:
+    result = tend("clinics", "fhir", clinic.clinic_id, "--base-url", "https://ehr.example.org/fhir", "--token-env", name)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "TEND_" in result.output
+    with rt.db.session() as session:
+        assert session.get(FhirEndpoint, clinic.clinic_id) is None
+
+
+def test_clinics_fhir_accepts_a_tend_fhir_token_variable(tend, clinic, rt) -> None:
+    result = tend("clinics", "fhir", clinic.clinic_id, "--base-url", "https://ehr.example.org/fhir", "--token-env", "TEND_FHIR_TOKEN_RIVERSIDE")
+    assert result.exit_code == 0, result.output
+    with rt.db.session() as session:
+        assert session.get(FhirEndpoint, clinic.clinic_id).token_env == "TEND_FHIR_TOKEN_RIVERSIDE"
+
+
+def test_the_ehr_handlers_leave_the_store_to_plugin_functions() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "handlers"
+    for name in ("fhir.py", "cli_ehr.py"):
+        source = (root / name).read_text()
+        assert "plugin.store.models" not in source and ".session()" not in source, name
+
+
+def test_the_fhir_endpoint_can_be_configured_without_the_cli(rt, clinic) -> None:
+    from plugin.fhir import admin as ehr_admin
+
+    state = ehr_admin.configure_fhir(rt.db, clinic.clinic_id, base_url="https://ehr.example.org/fhir/", token_env="EHR_FHIR_TOKEN")
+    assert (state["base_url"], state["token_env"], state["subscriptions"]) == ("https://ehr.example.org/fhir", "EHR_FHIR_TOKEN", [])

@@ -214,3 +214,168 @@ def test_a_canary_in_a_note_appears_nowhere_in_the_db_or_redis(client, clinic, r
     assert "self_criticism" in stored  # the signals did arrive
     assert canary not in stored
     assert base64.b64encode(text_with_canary.encode()).decode() not in stored
+
+
+# --- review fixes: sessions, locks, unreadable text, base URL, token variable --------------
+
+
+@pytest.fixture
+def open_sessions(rt, monkeypatch):  # type: ignore[no-untyped-def]
+    """How many of the runtime's sessions are open right now (``now``)."""
+    from contextlib import contextmanager
+
+    depth = {"now": 0}
+    original = rt.db.session
+
+    @contextmanager
+    def tracked():  # type: ignore[no-untyped-def]
+        depth["now"] += 1
+        try:
+            with original() as session:
+                yield session
+        finally:
+            depth["now"] -= 1
+
+    monkeypatch.setattr(rt.db, "session", tracked)
+    return depth
+
+
+def test_a_recorded_event_is_evaluated_after_the_workers_session_closes(client, clinic, rt, open_sessions, monkeypatch) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(fetch.jobs, "evaluate", lambda event_id: seen.append(open_sessions["now"]) or [])
+    post(client, clinic, load("r4-note-full-resource.json"))
+    assert only_event(rt).status == "recorded"
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "evaluated"
+    assert seen == [0]
+
+
+def test_no_session_is_opened_inside_another_while_fetching(client, clinic, rt, fhir_server, open_sessions, monkeypatch) -> None:
+    deepest = {"depth": 0}
+    original = rt.db.session
+
+    def watching():  # type: ignore[no-untyped-def]
+        deepest["depth"] = max(deepest["depth"], open_sessions["now"] + 1)
+        return original()
+
+    monkeypatch.setattr(rt.db, "session", watching)
+    monkeypatch.setattr(fetch.jobs, "evaluate", lambda event_id: [])
+    post(client, clinic, load("r4-note-id-only.json"))
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "evaluated"
+    assert deepest["depth"] == 1
+
+
+def test_a_fetched_note_is_read_for_signals_outside_any_transaction(client, clinic, rt, fhir_server, open_sessions, monkeypatch) -> None:
+    seen: list[int] = []
+    real = fetch.read_event
+    monkeypatch.setattr(fetch, "read_event", lambda **kw: seen.append(open_sessions["now"]) or real(**kw))
+    post(client, clinic, load("r4-note-id-only.json"))
+    fetch.fetch_and_evaluate(only_event(rt).id)
+    assert seen == [0] and only_event(rt).data["signals"] == ["self_criticism"]
+
+
+def test_an_attachment_is_fetched_and_read_outside_any_transaction(client, clinic, rt, fhir_server, open_sessions, monkeypatch) -> None:
+    fhir_server.add({"resourceType": "Binary", "id": "bin-1", "contentType": "text/plain",
+                     "data": base64.b64encode(b"She was very self-critical about the exam.").decode()})
+    body = load("r4-note-full-resource.json")
+    resource_of(body)["content"][0]["attachment"] = {"contentType": "text/plain", "url": "Binary/bin-1"}
+    post(client, clinic, body)
+    seen: list[tuple[str, int]] = []
+    real_attachment, real_signals = fetch.FhirReader.attachment, fetch.signals_of
+    monkeypatch.setattr(fetch.FhirReader, "attachment", lambda self, url: seen.append(("http", open_sessions["now"])) or real_attachment(self, url))
+    monkeypatch.setattr(fetch, "signals_of", lambda t, d: seen.append(("signals", open_sessions["now"])) or real_signals(t, d))
+    fetch.fetch_and_evaluate(only_event(rt).id)
+    assert seen == [("http", 0), ("signals", 0)]
+
+
+def test_a_row_completed_while_fetching_is_not_overwritten(client, clinic, rt, fhir_server, monkeypatch) -> None:
+    real = fetch.read_event
+
+    def meanwhile(**kw):  # type: ignore[no-untyped-def]
+        with rt.db.session() as session:  # another worker finished the row while this one read the text
+            session.scalars(select(Event)).one().status = "failed"
+        return real(**kw)
+
+    monkeypatch.setattr(fetch, "read_event", meanwhile)
+    monkeypatch.setattr(fetch.jobs, "evaluate", lambda event_id: [])
+    post(client, clinic, load("r4-note-id-only.json"))
+    fetch.fetch_and_evaluate(only_event(rt).id)
+    assert (only_event(rt).status, only_event(rt).type) == ("failed", "fhir.pending")
+
+
+def _extraction_fails(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from plugin import signals
+
+    def broken(text: str):  # type: ignore[no-untyped-def]
+        raise signals.ExtractionError("client signal extraction failed (input withheld)")
+
+    monkeypatch.setattr(signals, "extract_client", broken)
+
+
+def test_a_fetched_note_that_cannot_be_read_is_recorded_without_signals_and_flagged(client, clinic, rt, fhir_server, monkeypatch) -> None:
+    _extraction_fails(monkeypatch)
+    monkeypatch.setattr(fetch.jobs, "evaluate", lambda event_id: [])
+    post(client, clinic, load("r4-note-id-only.json"))
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "evaluated"
+    event = only_event(rt)
+    assert (event.status, event.data["signals"], event.data["signals_unread"]) == ("recorded", [], True)
+
+
+def test_an_attachment_that_cannot_be_read_is_recorded_without_its_signals_and_flagged(client, clinic, rt, fhir_server, monkeypatch) -> None:
+    fhir_server.add({"resourceType": "Binary", "id": "bin-1", "contentType": "text/plain",
+                     "data": base64.b64encode(b"She was very self-critical about the exam.").decode()})
+    body = load("r4-note-full-resource.json")
+    resource_of(body)["content"][0]["attachment"] = {"contentType": "text/plain", "url": "Binary/bin-1"}
+    post(client, clinic, body)
+    _extraction_fails(monkeypatch)
+    monkeypatch.setattr(fetch.jobs, "evaluate", lambda event_id: [])
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "evaluated"
+    event = only_event(rt)
+    assert (event.status, event.data["signals"], event.data["signals_unread"]) == ("recorded", [], True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ehr.example/fhir/R4/../../admin/export",
+        "https://ehr.example/fhir/R4/%2e%2e/%2E%2E/admin/export",
+        "https://ehr.example/fhir/R4/%252e%252e/%252e%252e/admin/export",
+        "Binary/..%2f..%2fadmin",
+        "Binary/..%5c..%5cadmin",
+        "../R4-other/Binary/1",
+        "https://ehr.example/fhir/R4-other/Binary/1",
+        "https://ehr.example@elsewhere.example/fhir/R4/Binary/1",
+        "http://ehr.example/fhir/R4/Binary/1",
+    ],
+)
+def test_a_url_escaping_the_base_path_is_not_within_the_base(url: str) -> None:
+    assert fetch.FhirReader("https://ehr.example/fhir/R4", "token").within_base(url) is None
+
+
+def test_a_url_under_the_base_path_is_within_the_base() -> None:
+    reader = fetch.FhirReader("https://ehr.example/fhir/R4", "token")
+    assert reader.within_base("Binary/b-1") == "https://ehr.example/fhir/R4/Binary/b-1"
+
+
+def test_a_notified_id_that_is_not_a_fhir_id_is_not_fetched(client, clinic, rt, fhir_server) -> None:
+    body = json.loads(json.dumps(load("r4-note-id-only.json")).replace("DocumentReference/note-5521", "DocumentReference/.."))
+    post(client, clinic, body)
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "failed"
+    assert fhir_server.requests == []
+
+
+def test_an_ignored_fetched_resource_keeps_no_value_in_the_error(client, clinic, rt, fhir_server) -> None:
+    fetched = load("server-documentreference-r4.json")
+    fetched["docStatus"] = "preliminary"
+    fhir_server.add(fetched)
+    post(client, clinic, load("r4-note-id-only.json"))
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "ignored"
+    assert only_event(rt).error == "DocumentReference docStatus is not final or amended"
+
+
+def test_a_tend_setting_stored_as_the_token_variable_is_never_sent(client, clinic, rt, fhir_server, monkeypatch) -> None:
+    monkeypatch.setenv("TEND_SECRET_KEY", "tend-own-secret")
+    with rt.db.session() as session:
+        session.get(FhirEndpoint, clinic.clinic_id).token_env = "TEND_SECRET_KEY"
+    post(client, clinic, load("r4-note-id-only.json"))
+    assert fetch.fetch_and_evaluate(only_event(rt).id) == "failed"
+    assert fhir_server.requests == []

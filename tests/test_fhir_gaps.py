@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
@@ -88,7 +89,17 @@ def test_readyz_reports_a_gap_older_than_the_grace(client, clinic, rt) -> None:
         session.execute(update(FhirSubscription).values(missing_since=utcnow() - timedelta(minutes=10)))
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert "Subscription/tend-notes (2 missing)" in response.json["checks"]["fhir_gaps"]
+    assert response.json["checks"]["fhir_gaps"] == "FHIR events missing on 1 subscription(s)"
+
+
+def test_readyz_names_no_clinic_or_subscription_and_the_log_does(client, clinic, rt, caplog) -> None:
+    post(client, clinic, load("r4-handshake.json"))
+    post(client, clinic, note(3))
+    with rt.db.session() as session:
+        session.execute(update(FhirSubscription).values(missing_since=utcnow() - timedelta(minutes=10)))
+    answer = json.dumps(client.get("/readyz").json)
+    assert "tend-notes" not in answer and clinic.clinic_id not in answer
+    assert "Subscription/tend-notes" in caplog.text and clinic.clinic_id in caplog.text
 
 
 def test_first_sight_without_a_handshake_starts_counting_there(client, clinic, rt) -> None:

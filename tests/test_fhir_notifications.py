@@ -233,3 +233,59 @@ def test_the_subscription_manifest_is_a_valid_r4b_backport_subscription() -> Non
     subscription = Subscription.model_validate(raw)
     assert subscription.channel.header == ["Authorization: Bearer {{TEND_FHIR_TOKEN}}"]
     assert raw["channel"]["_payload"]["extension"][0]["valueCode"] == "full-resource"
+
+
+# --- review fixes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["r4-note-full-resource.json", "r5-note-full-resource.json"])
+def test_an_entry_of_an_unknown_resource_type_is_400_without_echoing_it(client, clinic, rt, name) -> None:
+    body = load(name)
+    resource_of(body)["resourceType"] = "CanaryType7f3e"
+    response = post(client, clinic, body)
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    assert "CanaryType7f3e" not in json.dumps(response.json)
+    assert events(rt) == []
+
+
+def test_an_unknown_element_name_is_not_echoed_only_its_position(client, clinic, rt) -> None:
+    body = load("r4-note-full-resource.json")
+    resource_of(body)["canary_3b9c_element"] = "x"
+    response = post(client, clinic, body)
+    assert response.status_code == 400
+    assert "canary_3b9c_element" not in json.dumps(response.json)
+    assert "entry.1.resource.<unknown element>: Extra inputs are not permitted" in response.json["errors"]
+
+
+def test_a_note_whose_text_cannot_be_read_is_recorded_without_text_signals_and_flagged(client, clinic, rt, monkeypatch) -> None:
+    from plugin import signals
+
+    def broken(text: str):  # type: ignore[no-untyped-def]
+        raise signals.ExtractionError("client signal extraction failed (input withheld)")
+
+    monkeypatch.setattr(signals, "extract_client", broken)
+    response = post(client, clinic, load("r4-note-full-resource.json"))
+    assert response.status_code == 202
+    [event] = events(rt)
+    assert (event.data["signals"], event.data["signals_unread"]) == ([], True)
+
+
+def test_an_ignored_status_is_named_without_its_value(client, clinic, rt) -> None:
+    body = load("r4-communication-full-resource.json")
+    resource_of(body)["status"] = "canary-status-4e1d"
+    outcome = post(client, clinic, body).json["events"][0]
+    assert outcome == {"event_number": 1, "status": "ignored", "reason": "Communication status is not completed"}
+
+
+def test_a_subscription_reference_longer_than_250_characters_is_400(client, clinic, rt) -> None:
+    body = renumber(load("r4-note-full-resource.json"), subscription="Subscription/" + "s" * 240)
+    response = post(client, clinic, body)
+    assert response.status_code == 400
+    assert "subscription" in response.json["errors"]
+    assert events(rt) == []
+
+
+def test_an_event_number_beyond_integer64_is_400(client, clinic, rt) -> None:
+    response = post(client, clinic, renumber(load("r4-note-full-resource.json"), [2**63], since=1))
+    assert response.status_code == 400
+    assert events(rt) == []

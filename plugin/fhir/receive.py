@@ -12,7 +12,7 @@ and when a gap opened, for ``/metrics`` and ``/readyz``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,10 +27,9 @@ from plugin.fhir import gaps
 from plugin.fhir.mapping import Ignored, map_resource
 from plugin.fhir.notification import Notification, NotificationEvent
 from plugin.runtime import Runtime
-from plugin.signals import ExtractionError
 from plugin.store.db import utcnow
 from plugin.pseudonyms import client_key
-from plugin.store.models import Client, Event, FhirSubscription, SessionNote
+from plugin.store.models import Client, FhirSubscription, SessionNote
 from schemas.fhir import MAPPED_RESOURCES
 
 log = logging.getLogger(__name__)
@@ -85,33 +84,9 @@ def enqueue_fetch(rt: Runtime, event_id: int) -> bool:
         return False
 
 
-def record_pending(rt: Runtime, clinic_id: str, key: str, event_type: str, occurred_at: datetime, data: dict[str, Any],
-                   therapist_ehr_id: str | None = None, client_ehr_id: str | None = None) -> intake.Accepted:
-    """Like ``intake.accept`` but the event waits in ``fetching`` for the worker."""
-    def existing(session) -> int | None:  # type: ignore[no-untyped-def]
-        return session.scalar(select(Event.id).where(Event.clinic_id == clinic_id, Event.source == SOURCE, Event.dedupe_key == key))
-
-    try:
-        with rt.db.session() as session:
-            found = existing(session)
-            if found is not None:
-                return intake.Accepted(found, duplicate=True)
-            client_id = None
-            if client_ehr_id is not None:
-                client_id = intake.client_id_for(session, clinic_id, client_ehr_id, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
-            row = Event(
-                clinic_id=clinic_id, source=SOURCE, dedupe_key=key, type=event_type, occurred_at=occurred_at, received_at=utcnow(),
-                therapist_ehr_id=therapist_ehr_id, client_id=client_id, data=data, status="fetching",
-            )
-            session.add(row)
-            session.flush()
-            return intake.Accepted(row.id, duplicate=False)
-    except IntegrityError:
-        with rt.db.session() as session:
-            found = existing(session)
-        if found is None:
-            raise
-        return intake.Accepted(found, duplicate=True)
+def record_pending(rt: Runtime, event: InboundEvent) -> intake.Accepted:
+    """``intake.accept`` with the event waiting in ``fetching`` for the worker."""
+    return intake.accept(rt.db, event, pseudonym_key=rt.settings.pseudonym_key, box=rt.box, status="fetching")
 
 
 def with_session_number(rt: Runtime, clinic_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -135,19 +110,16 @@ def with_session_number(rt: Runtime, clinic_id: str, event_type: str, data: dict
 
 
 def read_event(*, clinic_id: str, dedupe_key: str, event_type: str, occurred_at: datetime, data: dict[str, Any]) -> InboundEvent:
-    """``from_wire`` for a FHIR event; if signal extraction fails, the event without its text signals.
+    """``from_wire`` for a FHIR event, logging when its text could not be read.
 
     Fail safe rather than fail the delivery (a 500 would make the EHR retry the
-    same text forever): the event is recorded with the signals of its tags only
-    and ``signals_unread: True``, which the rules must read as no indication.
+    same text forever): ``from_wire`` keeps the signals of the tags only and
+    flags the event ``signals_unread``, which the rules must read as no indication.
     """
-    try:
-        return from_wire(clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, event_type=event_type, occurred_at=occurred_at, data=data)
-    except ExtractionError:
+    event = from_wire(clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, event_type=event_type, occurred_at=occurred_at, data=data)
+    if event.signals_unread:
         log.warning("FHIR event %s of clinic %s: signal extraction failed; recorded without text signals", dedupe_key, clinic_id)
-        metrics.EVENTS.labels(source=SOURCE, outcome="signals_unread").inc()
-        unread = {**{k: v for k, v in data.items() if k != "text"}, UNREAD: True}
-        return from_wire(clinic_id=clinic_id, source=SOURCE, dedupe_key=dedupe_key, event_type=event_type, occurred_at=occurred_at, data=unread)
+    return event
 
 
 def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEvent, now: datetime) -> Outcome:
@@ -158,7 +130,8 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
         kind = (item.focus or "").split("/")[0]
         if kind not in MAPPED_RESOURCES:
             return Outcome(item.number, "ignored", reason="focus is missing or not a resource type Tend reads")
-        accepted = record_pending(rt, clinic_id, key, PENDING_TYPE, occurred_at, {"fhir": pending})
+        waiting = InboundEvent(clinic_id, SOURCE, key, PENDING_TYPE, occurred_at, None, None, fields={"fhir": pending})
+        accepted = record_pending(rt, waiting)
         if not accepted.duplicate:
             enqueue_fetch(rt, accepted.event_id)
         return Outcome(item.number, "duplicate" if accepted.duplicate else "fetching", accepted.event_id)
@@ -170,8 +143,7 @@ def _event(rt: Runtime, clinic_id: str, note: Notification, item: NotificationEv
     data.pop("text", None)
     mapped.data.pop("text", None)  # the text goes no further than the signals
     if mapped.attachment_url:
-        data = {**event.storable(), "fhir": {**pending, "attachment_url": mapped.attachment_url}}
-        accepted = record_pending(rt, clinic_id, key, event.type, occurred_at, data, event.therapist_ehr_id, event.client_ehr_id)
+        accepted = record_pending(rt, replace(event, fields={**event.fields, "fhir": {**pending, "attachment_url": mapped.attachment_url}}))
         if not accepted.duplicate:
             enqueue_fetch(rt, accepted.event_id)
         return Outcome(item.number, "duplicate" if accepted.duplicate else "fetching", accepted.event_id)
