@@ -271,3 +271,19 @@ def test_a_failed_job_carries_no_message_from_the_work(slack_rt, post_to, monkey
         post_to("therapist.upserted", therapist_data("UTC"))
     assert "canary" not in str(raised.value)
     assert raised.value.__suppress_context__
+
+
+def test_a_live_evaluation_sends_what_is_due_now_without_a_second_job(slack_rt, post_to, fake_slack) -> None:
+    from plugin import intake
+    from plugin.events import from_wire
+
+    event = from_wire(
+        clinic_id="riverside", source="ehr", dedupe_key="live-1", event_type="client_message.received",
+        occurred_at=datetime.now(timezone.utc),
+        data={"message_id": "M-1", "therapist_id": "T-100", "client_id": "P-0", "sent_at": NOW.isoformat(), "text": "I want to end my life."},
+    )
+    post_to("therapist.upserted", therapist_data(zone_near_noon(NOW)))
+    accepted = intake.accept(slack_rt.db, event, pseudonym_key=slack_rt.settings.pseudonym_key, box=slack_rt.box)
+    jobs.evaluate(accepted.event_id)
+    assert len(fake_slack.messages_for("U0THERAPIST")) == 1
+    assert not any(j.startswith("deliver-") for j in slack_rt.queue.rq.job_ids)

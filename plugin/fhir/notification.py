@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, get_args
 
-from fhir.resources.bundle import Bundle as BundleR5
-from fhir.resources.R4B.bundle import Bundle as BundleR4B
 from marshmallow import ValidationError as SchemaError
 from pydantic import ValidationError
 from pydantic_core.core_schema import ErrorType
@@ -152,11 +150,13 @@ def read_notification(body: Any) -> Notification:
     """Validate a notification bundle and return its status and events."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise NotificationError("Not a notification bundle", ["resourceType: must be Bundle"])
+    # The FHIR models are imported on first use: a web process whose clinics do not
+    # use FHIR subscriptions need not carry them (about 10 MB).
     bundle_type = body.get("type")
     if bundle_type == "subscription-notification":
-        model = BundleR5
+        from fhir.resources.bundle import Bundle as model
     elif bundle_type == "history":
-        model = BundleR4B
+        from fhir.resources.R4B.bundle import Bundle as model
     else:
         raise NotificationError("Not a notification bundle", ["type: must be history (R4/R4B) or subscription-notification (R5)"])
     try:
