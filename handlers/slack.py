@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 from slack_bolt import App
@@ -23,10 +25,30 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
 from handlers.problems import problem
+from plugin.delivery.slack import SDK_LOGGER
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
 EXTENSION = "tend_slack"
+#: Loggers that would print request or response bodies (a therapist's DM) below INFO.
+QUIET_LOGGERS = ("slack_bolt", "slack_sdk", "tend.slack.bolt")
+
+
+def where_raised(err: BaseException, frames: int = 3) -> str:
+    """``file.py:12 <- file.py:34``: the innermost frames of ``err``, never its message."""
+    last = traceback.extract_tb(err.__traceback__)[-frames:]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(last)) or "?"
+
+
+def on_listener_error(error: Exception) -> None:
+    """Bolt's error handler for listeners and middleware.
+
+    Bolt's default logs ``f"... (error: {error})"`` with the traceback, and an
+    exception's message can hold what the listener was working on (a database
+    error's parameters: the signals of a distress DM). Only the type and where
+    it was raised are logged; the request goes unanswered or gets Bolt's 500.
+    """
+    log.error("Slack listener failed: %s at %s", type(error).__name__, where_raised(error))
 
 
 def build_bolt_app(rt: Runtime) -> App:
@@ -38,12 +60,16 @@ def build_bolt_app(rt: Runtime) -> App:
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=10,
+        logger=SDK_LOGGER,  # INFO at most: the SDK's DEBUG lines print request and response bodies
         # Listener calls (chat.update, views.publish, postEphemeral) run after the ack: waiting out
         # a short rate limit is fine there. Deliveries use their own client without retries.
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1), RateLimitErrorRetryHandler(max_retry_count=2)],
     )
+    # Bolt's and the SDK's DEBUG lines print request bodies (message text); Bolt copies its base
+    # logger's level to every logger it makes, the SDK's own loggers inherit from "slack_sdk".
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     bolt_logger = logging.getLogger("tend.slack.bolt")
-    bolt_logger.setLevel(logging.INFO)  # Bolt's DEBUG lines would print request bodies (message text)
     app = App(
         signing_secret=settings.slack_signing_secret or "",  # Socket Mode requests are not signed
         client=client,
@@ -52,6 +78,7 @@ def build_bolt_app(rt: Runtime) -> App:
         logger=bolt_logger,
         name="tend",
     )
+    app.error(on_listener_error)
     register(app, rt)
     return app
 

@@ -34,7 +34,7 @@ from plugin.context import client_facts, ledger_for, therapist_facts
 from plugin.delivery import copy
 from plugin.fhir.notification import reference_id
 from plugin.pseudonyms import client_key
-from plugin.rules import Decision
+from plugin.rules import Decision, is_safety_rule
 from plugin.rules.facts import default_facts
 from plugin.runtime import Runtime
 from plugin.store.db import utcnow
@@ -47,7 +47,6 @@ OVERRIDE_CODES = ("not-now", "not-helpful", "already-practising")
 SUMMARY_MAX = 140
 #: Events whose signals a card is based on: the client's latest note or message.
 BASIS_TYPES = ("session_note.signed", "client_message.received")
-SAFETY_PREFIX = "safety."
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,7 @@ def card_for(decision: Decision, card_uuid: str) -> dict[str, Any]:
 
 def _card_decisions(decisions: list[Decision]) -> list[Decision]:
     """Client-facing suggestions and the practice-first nudge; nothing at all after a safety decision."""
-    if any(d.rule_id.startswith(SAFETY_PREFIX) for d in decisions):
+    if any(is_safety_rule(d.rule_id) for d in decisions):
         return []
     return [
         d for d in decisions

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from plugin.rules import SAFETY_PREFIX
 from plugin.rules.facts import default_facts
-from plugin.store.models import Appointment, Client, Event, PracticeLog, SessionNote, Suggestion, Therapist
+from plugin.store.models import Appointment, Client, Event, Feedback, PracticeLog, SessionNote, Suggestion, Therapist
 from plugin.timing import Busy, Calendar, Ledger
 
 RECENT_NOTES = 5
@@ -93,6 +93,19 @@ def ledger_for(session: Session, therapist: Therapist, now: datetime) -> Ledger:
     )
     sent = session.scalar(select(func.count()).select_from(Suggestion).where(*counted)) or 0
     last_selfcare = session.scalar(select(func.max(Suggestion.deliver_at)).where(*counted, Suggestion.audience == "therapist"))
+    # "Not now" on a self-care nudge starts the same cooldown a sent nudge does.
+    declined = session.scalar(
+        select(func.max(Feedback.created_at))
+        .join(Suggestion, Suggestion.id == Feedback.suggestion_id)
+        .where(
+            Suggestion.therapist_id == therapist.id,
+            Suggestion.audience == "therapist",
+            Feedback.feedback == "not_now",
+            Feedback.created_at >= start,
+            Feedback.created_at <= now,
+        )
+    )
+    last_selfcare = max((t for t in (last_selfcare, declined) if t is not None), default=None)
     return Ledger(sent_or_scheduled_today=sent, last_selfcare_at=last_selfcare)
 
 

@@ -15,9 +15,12 @@ Effects (what each answer changes for the next decisions):
   is nothing left to reschedule; the message stays in the DM to come back to, and the therapist's
   nudges pause for that time (``paused_until``, the same pause as ``/tend pause``: timing defers or
   skips what falls inside it; safety messages are never paused).
-- ``not_now`` on a therapist nudge: the self-care cooldown (``timing.Limits.selfcare_cooldown``,
-  2 h) from now, as a pause. On a client suggestion: recorded only; the ladder does not move,
-  so the same step comes again before a later session.
+- ``not_now`` on a therapist nudge: a self-care cooldown, not a pause. The ``Feedback`` row's
+  ``created_at`` is the press time, and ``context.ledger_for`` counts it as the last self-care
+  moment, so no further *self-care* nudge goes out for ``timing.Limits.selfcare_cooldown`` (2 h)
+  after it; client suggestions and safety messages are unaffected (``paused_until`` is not
+  touched). On a client suggestion: recorded only; the ladder does not move, so the same step
+  comes again before a later session.
 - ``helpful`` / ``not_helpful``: recorded only (the review stats read them).
 
 Exactly once: ``Feedback`` is unique on (suggestion_id, feedback). A second press of the same
@@ -34,7 +37,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from plugin import timing
 from plugin.context import local_day
 from plugin.delivery.blocks import Feedback as Answer
 from plugin.delivery.blocks import Outgoing
@@ -127,5 +129,4 @@ def _apply(session: Session, row: Suggestion, therapist: Therapist, answer: Answ
         _pause_at_least(therapist, now + SNOOZE_1H)
     elif answer is Answer.SNOOZE_TODAY:
         _pause_at_least(therapist, local_day(now, therapist.timezone)[1])
-    elif answer is Answer.NOT_NOW and own:
-        _pause_at_least(therapist, now + timing.Limits().selfcare_cooldown)
+    # NOT_NOW: nothing to apply here. The Feedback row (created_at = now) is the cooldown's start.

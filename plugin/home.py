@@ -16,13 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from plugin.context import PRACTICE_WINDOW
-from plugin.delivery.compose import KIND_BY_RULE
+from plugin.delivery.compose import kind_of
 from plugin.delivery.slack_views import Lines
 from plugin.store.db import Database
 from plugin.store.models import Feedback, PracticeLog, Suggestion, Therapist
-from plugin.therapist_settings import local_clock
+from plugin.therapist_settings import DAY_KEYS, local_clock
 
-DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STREAK_LOOKBACK_DAYS = 366
 MAX_WEEK_LINES = 20
 SNOOZES = ("snooze_1h", "snooze_today")
@@ -59,12 +58,9 @@ def week_start(now: datetime, tz: str) -> datetime:
 
 
 def _what(row: Suggestion) -> str:
-    if row.rule_id.startswith("safety."):
-        return "safety"
-    kind = KIND_BY_RULE.get(row.rule_id)
-    if kind is not None:
-        return str(kind)
-    return "suggest" if row.audience == "client" else "nudge"
+    """``slack.home.what.<key>``: safety (either kind), break, suggest or nudge."""
+    kind = kind_of(row)
+    return "safety" if kind.is_safety else str(kind)
 
 
 def streak(practice_days: set[date], today: date) -> int:

@@ -11,6 +11,10 @@ from prometheus_client import Counter, Histogram
 
 EVENTS = Counter("tend_events_total", "Inbound events by source and outcome", ["source", "outcome"])
 DECISIONS = Counter("tend_decisions_total", "Rule decisions by rule and kind", ["rule", "kind"])
+THERAPIST_MESSAGES_UNREAD = Counter(
+    "tend_therapist_messages_unread_total",
+    "Therapist DMs whose signals could not be extracted (recorded text-free, answered with the neutral line)",
+)
 DELIVERIES = Counter("tend_deliveries_total", "Delivery attempts by outcome", ["outcome"])
 DELIVERY_LATENCY = Histogram(
     "tend_delivery_latency_seconds",

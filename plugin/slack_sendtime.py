@@ -34,7 +34,8 @@ from slack_sdk.errors import SlackApiError
 
 from plugin import runtime, timing
 from plugin.delivery.base import DeliveryError, Sent
-from plugin.delivery.slack import METADATA_EVENT, SlackChannel
+from plugin.delivery.slack import SlackChannel, find_tend_message, retry_after_seconds
+from plugin.rules import is_safety_rule
 from plugin.store.db import utcnow
 from plugin.store.models import Event, Suggestion, Therapist
 
@@ -75,7 +76,7 @@ def before_claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> Pres
         if therapist is None or not therapist.slack_user_id:
             return None
         user_id, fetched_at = therapist.slack_user_id, therapist.slack_tz_fetched_at
-        holdable = not row.rule_id.startswith("safety.") and (row.explanation or {}).get("timing") != "now"
+        holdable = not is_safety_rule(row.rule_id) and (row.explanation or {}).get("timing") != "now"
     if fetched_at is None or now - fetched_at >= TZ_TTL:
         refresh_timezone(rt, slack, user_id, now)
     return Presence(dnd_until=_dnd_until(slack, user_id, now)) if holdable else None
@@ -179,13 +180,9 @@ def find_sent(rt: runtime.Runtime, user_id: str | None, row: Suggestion) -> Sent
         status = err.response.status_code
         if status == 200:  # ok: false (thread_not_found, ...): nothing was posted in that thread
             return None
-        retry_after = float(err.response.headers.get("Retry-After", err.response.headers.get("retry-after", 1))) if status == 429 else None
+        retry_after = retry_after_seconds(err.response.headers) if status == 429 else None
         raise DeliveryError("rate_limited" if status == 429 else "transient", f"conversations.replies: HTTP {status}", retry_after) from None
     except (OSError, TimeoutError) as err:
         raise DeliveryError("transient", f"conversations.replies: {type(err).__name__}") from None
-    for message in response.get("messages", ()):
-        metadata = message.get("metadata") or {}
-        payload = metadata.get("event_payload") or {}
-        if metadata.get("event_type") == METADATA_EVENT and str(payload.get("suggestion_id")) == str(row.id):
-            return Sent(channel=dm, ts=message["ts"])
-    return None
+    message = find_tend_message(response.get("messages", ()), row.id)
+    return Sent(channel=dm, ts=message["ts"]) if message is not None else None

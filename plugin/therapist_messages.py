@@ -12,6 +12,12 @@ distress message) is delivered through the normal ``jobs.deliver`` path, with
 its claim, metadata and recovery. The deliver job ``evaluate`` also queued
 finds the suggestion already delivered and does nothing. Should this fail
 midway, the sweeper evaluates the recorded event and the worker delivers.
+
+When the text cannot be read (``ExtractionError``), the message is still
+recorded, text-free, as a ``therapist.message`` with ``signals_unread``, and
+answered with a neutral line that names 988 and the clinic's assistance line:
+the distress rule cannot fire for a message nobody could read, so the person
+who wrote it gets the crisis numbers anyway, and never a cheerful break.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from plugin import intake, jobs, runtime
-from plugin.events import from_slack_message
+from plugin import intake, jobs, metrics, runtime
+from plugin.delivery.blocks import is_assistance_line
+from plugin.delivery.slack_views import Lines
+from plugin.events import InboundEvent, from_slack_message
 from plugin.signals import ExtractionError
+from plugin.slack_sendtime import MESSAGE_EVENT, THREAD_FIELD
 from plugin.store.db import utcnow
 from plugin.store.models import Suggestion
 
@@ -36,6 +46,16 @@ class Handled:
     event_id: int | None
     duplicate: bool
     delivered: tuple[int, ...] = ()
+    reply: dict[str, Any] | None = None  # for the listener to post in the message's thread
+
+
+def unread_reply(assistance_line: str | None) -> dict[str, Any]:
+    """The neutral answer to a message Tend could not read: 988, and the clinic's line when set."""
+    lines = Lines().section("slack.dm.signals_unread")
+    if assistance_line and is_assistance_line(assistance_line):
+        lines.vocabulary.add(assistance_line)  # clinic configuration, a phone number
+        lines.section("chrome.safety.assistance_line", line=assistance_line)
+    return lines.message()
 
 
 def handle_message(
@@ -60,7 +80,7 @@ def handle_message(
         )
     except ExtractionError:
         log.warning("therapist message not read: signal extraction failed")
-        return Handled(None, duplicate=False)
+        return _unread(rt, clinic_id, therapist_ehr_id, event_id, thread_ts, occurred_at or now)
     accepted = intake.accept(rt.db, event, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
     if accepted.duplicate:
         return Handled(accepted.event_id, duplicate=True)
@@ -76,3 +96,25 @@ def handle_message(
         if jobs.deliver(suggestion_id) == "delivered":
             delivered.append(suggestion_id)
     return Handled(accepted.event_id, duplicate=False, delivered=tuple(delivered))
+
+
+def _unread(rt: runtime.Runtime, clinic_id: str, therapist_ehr_id: str, event_id: str, thread_ts: str | None, occurred_at: datetime) -> Handled:
+    """Record the unread message (no text, no signals) once, and answer it with the neutral line."""
+    event = InboundEvent(
+        clinic_id=clinic_id,
+        source="slack",
+        dedupe_key=event_id,
+        type=MESSAGE_EVENT,
+        occurred_at=occurred_at,
+        therapist_ehr_id=therapist_ehr_id,
+        client_ehr_id=None,
+        fields={THREAD_FIELD: thread_ts} if thread_ts else {},
+        signals_unread=True,
+    )
+    accepted = intake.accept(rt.db, event, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
+    if accepted.duplicate:
+        return Handled(accepted.event_id, duplicate=True)
+    metrics.THERAPIST_MESSAGES_UNREAD.inc()
+    # Not evaluated here: with no signals nothing can fire, and the reply must not wait on (or fail
+    # with) evaluation. The sweeper evaluates the recorded event like any other.
+    return Handled(accepted.event_id, duplicate=False, reply=unread_reply(rt.settings.assistance_line or None))

@@ -14,13 +14,16 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from plugin.context import local_day
+from plugin.delivery import copy
 from plugin.store.models import Therapist
+from schemas.ehr import is_working_span
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order; slack.home.days.<key>
+WEEKDAYS = DAY_KEYS[:5]
 LIMIT_RANGE = range(1, 11)
 MAX_PAUSE = timedelta(days=7)
 _DURATION = re.compile(r"^(\d{1,4})\s*(m|min|mins|minutes?|h|hr|hrs|hours?|d|days?)$")
-_CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+_CLOCK = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 _SPAN = re.compile(r"^(\S+)\s*[-–—]\s*(\S+)$")
 
 
@@ -48,23 +51,21 @@ def parse_pause(argument: str, now: datetime, tz: str) -> Pause:
 
 
 def _clock(value: str) -> str:
+    """``8:30`` -> ``08:30`` (a one-digit hour is padded); the range is checked by ``is_working_span``."""
     match = _CLOCK.match(value)
     if not match:
         raise ValueError("not a time of day: HH:MM")
-    hour, minute = int(match.group(1)), int(match.group(2))
-    if hour == 24 and minute:
-        raise ValueError("24:00 is the latest end")
-    return f"{hour:02d}:{minute:02d}"
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 def parse_hours(argument: str) -> tuple[str, str]:
-    """``08:00-17:00`` -> ("08:00", "17:00"); the end is after the start (no overnight shifts)."""
+    """``08:00-17:00`` -> ("08:00", "17:00"), by the EHR's rule: 00:00-23:59, the start before the end."""
     match = _SPAN.match(argument.strip())
     if not match:
         raise ValueError("hours take the form 08:00-17:00")
     start, end = _clock(match.group(1)), _clock(match.group(2))
-    if start == "24:00" or start >= end:
-        raise ValueError("the end of the working day comes after its start")
+    if not is_working_span(start, end):
+        raise ValueError("working hours run from 00:00 to 23:59, the start before the end")
     return start, end
 
 
@@ -89,8 +90,8 @@ def apply_limit(therapist: Therapist, limit: int) -> None:
 
 
 def local_clock(moment: datetime, tz: str, now: datetime | None = None) -> str:
-    """``15:30``, or ``Tue 15:30`` when it is not today (local)."""
+    """``15:30``, or ``Tue 15:30`` when it is not today (local); the day's name from the catalogue."""
     local = moment.astimezone(ZoneInfo(tz))
     if now is not None and local.date() != now.astimezone(ZoneInfo(tz)).date():
-        return local.strftime("%a %H:%M")
-    return local.strftime("%H:%M")
+        return f"{copy.text(f'slack.home.days.{DAY_KEYS[local.weekday()]}')} {local:%H:%M}"
+    return f"{local:%H:%M}"

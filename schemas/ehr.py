@@ -42,6 +42,14 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+def is_working_span(start: str, end: str) -> bool:
+    """One day's working hours: ``HH:MM`` from 00:00 to 23:59 each, the start before the end.
+
+    The one rule for working hours, whether the EHR sends them or the therapist sets them (``/tend hours``).
+    """
+    return bool(_HHMM.match(start) and _HHMM.match(end)) and start < end
+
+
 def _id() -> fields.String:
     return fields.String(required=True, validate=validate.Length(min=1, max=200))
 
@@ -117,7 +125,7 @@ class TherapistUpsertedSchema(Schema):
     @validates("working_hours")
     def _hours(self, value: dict[str, list[str]], **_: Any) -> None:
         for day, span in value.items():
-            if len(span) != 2 or not all(_HHMM.match(t) for t in span) or span[0] >= span[1]:
+            if len(span) != 2 or not is_working_span(*span):
                 raise ValidationError(f"{day} must be [\"HH:MM\", \"HH:MM\"] with the start before the end")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import func, select
 
-from plugin.context import local_day
-from plugin.store.models import Client, Feedback, PracticeLog, Therapist
+from plugin.context import ledger_for, local_day
+from plugin.store.models import Client, Feedback, PracticeLog, Suggestion, Therapist
 from tests.conftest import wait_until
 from tests.slack_harness import OTHER_USER, USER, TendSlack, tend_slack  # noqa: F401
 
@@ -81,13 +82,33 @@ def test_snooze_for_the_rest_of_the_day_pauses_until_local_midnight(tend_slack: 
     assert therapist_row(tend_slack).paused_until == local_day(datetime.now(timezone.utc), tend_slack.tz)[1]
 
 
-def test_not_now_on_a_nudge_is_a_two_hour_cooldown(tend_slack: TendSlack) -> None:
+def test_not_now_on_a_nudge_is_not_a_pause(tend_slack: TendSlack) -> None:
     nudge = tend_slack.delivered_nudge()
     tend_slack.slack.action("not_now", nudge.id, message_ts=nudge.slack_ts)
     wait_until(lambda: tend_slack.fake.calls_to("chat.update"))
-    paused = therapist_row(tend_slack).paused_until
-    assert paused is not None
-    assert abs((paused - datetime.now(timezone.utc) - timedelta(hours=2)).total_seconds()) < 30
+    assert feedback_rows(tend_slack, nudge.id) == ["not_now"]
+    assert therapist_row(tend_slack).paused_until is None
+
+
+def test_not_now_on_a_nudge_leaves_client_suggestions_to_go_out(tend_slack: TendSlack) -> None:
+    nudge = tend_slack.delivered_nudge()
+    tend_slack.slack.action("not_now", nudge.id, message_ts=nudge.slack_ts)
+    wait_until(lambda: tend_slack.fake.calls_to("chat.update"))
+    assert tend_slack.delivered_client_suggestion().status == "delivered"
+
+
+def test_not_now_on_a_nudge_starts_the_two_hour_self_care_cooldown(tend_slack: TendSlack) -> None:
+    nudge = tend_slack.delivered_nudge()
+    with tend_slack.rt.db.session() as session:  # the nudge went out three hours ago: its own cooldown is over
+        row = session.get(Suggestion, nudge.id)
+        row.deliver_at = row.delivered_at = datetime.now(timezone.utc) - timedelta(hours=3)
+    tend_slack.slack.action("not_now", nudge.id, message_ts=nudge.slack_ts)
+    wait_until(lambda: tend_slack.fake.calls_to("chat.update"))
+    now = datetime.now(timezone.utc)
+    with tend_slack.rt.db.session() as session:
+        pressed = session.scalars(select(Feedback.created_at).where(Feedback.suggestion_id == nudge.id)).one()
+        ledger = ledger_for(session, session.scalars(select(Therapist)).one(), now)
+    assert ledger.last_selfcare_at == pressed
 
 
 def test_client_found_it_hard_steps_the_ladder_back_next_time(tend_slack: TendSlack) -> None:

@@ -103,3 +103,22 @@ def test_an_unknown_slack_user_is_told_how_to_get_linked(tend_slack: TendSlack) 
     assert answer.json()["text"] == copy.text("slack.commands.not_linked")
     with tend_slack.rt.db.session() as session:
         assert session.scalars(select(PracticeLog)).first() is None
+
+
+def test_hours_ending_at_24_00_are_refused_as_the_ehr_refuses_them(tend_slack: TendSlack) -> None:
+    before = therapist_row(tend_slack).working_hours
+    assert run(tend_slack, "hours 08:00-24:00")["text"] == USAGE
+    assert therapist_row(tend_slack).working_hours == before
+
+
+@pytest.mark.parametrize("start, end", [("08:00", "24:00"), ("00:00", "23:59"), ("09:00", "09:00"), ("17:00", "08:00"), ("23:60", "23:59"), ("07:05", "19:45")])
+def test_tend_hours_accepts_exactly_the_spans_the_ehr_schema_accepts(start: str, end: str) -> None:
+    from plugin.therapist_settings import parse_hours
+    from schemas.ehr import TherapistUpsertedSchema
+
+    ehr_accepts = not TherapistUpsertedSchema().validate({"therapist_id": "T-1", "working_hours": {"mon": [start, end]}})
+    try:
+        tend_accepts = parse_hours(f"{start}-{end}") == (start, end)
+    except ValueError:
+        tend_accepts = False
+    assert tend_accepts == ehr_accepts

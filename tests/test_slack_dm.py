@@ -118,3 +118,104 @@ def test_an_unknown_user_is_told_how_to_get_linked_once(tend_slack: TendSlack) -
     time.sleep(0.5)
     (reply,) = [m for m in tend_slack.fake.messages_for(stranger) if m.get("user") != stranger]
     assert reply["text"] == copy.text("slack.commands.not_linked")
+
+
+# --- a listener that fails, and the Slack SDK at DEBUG ---------------------------------
+
+
+def test_a_failing_listener_logs_only_the_exception_type_and_where(tend_slack: TendSlack, caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from plugin import therapist_messages
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        # As a database error renders its statement and parameters: here, a distress DM's risk flag.
+        raise OperationalError("INSERT INTO events (data) VALUES (?)", ({"therapist_signals": ["risk_language"], "x": CANARY},), Exception(CANARY))
+
+    monkeypatch.setattr(therapist_messages, "handle_message", broken)
+    caplog.set_level(logging.DEBUG)
+    assert tend_slack.slack.dm(f"I want to die {CANARY}").status == 200
+    wait_until(lambda: any(r.levelno >= logging.ERROR for r in caplog.records))
+    time.sleep(0.2)
+    assert CANARY not in caplog.text
+    assert "risk_language" not in caplog.text
+    assert "Slack listener failed: OperationalError at test_slack_dm.py:" in caplog.text
+
+
+def test_the_slack_sdk_logs_no_dm_text_even_at_debug(tend_slack: TendSlack, caplog) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    tend_slack.fake.add_user_message(USER, f"I am not coping {CANARY}")
+    caplog.set_level(logging.DEBUG)
+    # Recovery reads the DM back (conversations.history): Slack's answer holds the therapist's words.
+    assert tend_slack.rt.channel.find_sent(USER, 999_999, datetime.now(timezone.utc) - timedelta(minutes=5)) is None
+    assert tend_slack.fake.calls_to("conversations.history")
+    assert CANARY not in caplog.text
+
+
+# --- a message Tend could not read -------------------------------------------------------
+
+
+def unreadable(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from plugin import signals
+
+    def fail(text: str):  # type: ignore[no-untyped-def]
+        raise signals.ExtractionError("therapist signal extraction failed (input withheld)")
+
+    monkeypatch.setattr(signals, "extract_therapist", fail)
+
+
+def test_an_unreadable_message_is_recorded_text_free_and_flagged_unread(tend_slack: TendSlack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    unreadable(monkeypatch)
+    ts = tend_slack.fake.add_user_message(USER, "placeholder")
+    tend_slack.slack.dm(f"I want to die {CANARY}", ts=ts)
+    (event,) = wait_until(lambda: slack_events(tend_slack))
+    assert event.type == "therapist.message"
+    assert event.data["signals_unread"] is True
+    assert event.data["therapist_signals"] == []
+    assert event.data["slack_thread_ts"] == ts
+    assert CANARY not in json.dumps(event.data)
+
+
+def test_an_unreadable_message_gets_the_neutral_line_with_988_in_its_thread(tend_slack: TendSlack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    unreadable(monkeypatch)
+    ts = tend_slack.fake.add_user_message(USER, "placeholder")
+    tend_slack.slack.dm("I want to die", ts=ts)
+    (reply,) = wait_until(lambda: replies(tend_slack), timeout=10)
+    assert reply["thread_ts"] == ts
+    assert reply["text"] == copy.text("slack.dm.signals_unread")
+    assert "988" in reply["text"]
+    assert "May I be kind" not in reply["text"]
+    assert not any(b["type"] in ("actions", "header") for b in reply["blocks"])
+
+
+def test_the_neutral_line_names_the_clinic_assistance_line_when_configured(tend_slack: TendSlack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    unreadable(monkeypatch)
+    monkeypatch.setattr(tend_slack.rt, "settings", dataclasses.replace(tend_slack.rt.settings, assistance_line="+1 800 555 0199"))
+    tend_slack.slack.dm("I want to die", ts=tend_slack.fake.add_user_message(USER, "placeholder"))
+    (reply,) = wait_until(lambda: replies(tend_slack), timeout=10)
+    assert copy.text("chrome.safety.assistance_line", line="+1 800 555 0199") in reply["text"]
+    assert "988" in reply["text"]
+
+
+def test_a_retried_unreadable_message_gets_no_second_reply(tend_slack: TendSlack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    unreadable(monkeypatch)
+    ts = tend_slack.fake.add_user_message(USER, "placeholder")
+    tend_slack.slack.dm("I want to die", event_id="Ev0UNREAD1", ts=ts)
+    wait_until(lambda: replies(tend_slack))
+    assert tend_slack.slack.dm("I want to die", event_id="Ev0UNREAD1", ts=ts, retry=1).status == 200
+    time.sleep(0.5)
+    assert len(replies(tend_slack)) == 1
+    assert len(slack_events(tend_slack)) == 1
+
+
+def test_unreadable_messages_are_counted(tend_slack: TendSlack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from plugin import metrics
+
+    unreadable(monkeypatch)
+    before = metrics.THERAPIST_MESSAGES_UNREAD._value.get()
+    tend_slack.slack.dm("I want to die", ts=tend_slack.fake.add_user_message(USER, "placeholder"))
+    wait_until(lambda: replies(tend_slack))
+    assert metrics.THERAPIST_MESSAGES_UNREAD._value.get() == before + 1

@@ -48,3 +48,13 @@ def test_the_messages_tab_publishes_nothing(tend_slack: TendSlack) -> None:
 
     time.sleep(0.5)
     assert tend_slack.fake.home_view(USER) is None
+
+
+def test_a_pause_ending_on_another_day_names_the_day_from_the_catalogue(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    from plugin.therapist_settings import local_clock
+
+    monkeypatch.setitem(copy.catalogue()["slack"]["home"]["days"], "wed", "Mittwoch")
+    now = datetime(2024, 5, 7, 12, 0, tzinfo=timezone.utc)  # a Tuesday
+    assert local_clock(now + timedelta(days=1), "UTC", now) == "Mittwoch 12:00"

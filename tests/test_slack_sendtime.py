@@ -87,7 +87,7 @@ def test_dnd_defers_the_nudge_to_its_end(tend_slack: TendSlack) -> None:
     end = int(time.time()) + 600
     tend_slack.fake.set_user(USER, tz=tend_slack.tz, dnd={"snooze_enabled": True, "snooze_endtime": end})
     nudge = scheduled_nudge(tend_slack)
-    assert jobs.deliver(nudge.id) == "noop"
+    assert jobs.deliver(nudge.id) == "deferred"
     stored = row(tend_slack, nudge.id)
     assert stored.status == "scheduled"
     assert stored.deliver_at == datetime.fromtimestamp(end, timezone.utc)
@@ -178,3 +178,56 @@ def test_a_429_storm_delivers_once_after_the_storm(tend_slack: TendSlack) -> Non
     with tend_slack.rt.db.session() as session:
         kinds = list(session.scalars(select(DeliveryAttempt.outcome).where(DeliveryAttempt.suggestion_id == nudge.id)))
     assert kinds.count("rate_limited") == 8
+
+
+# --- Retry-After and finding Tend's own message ------------------------------------------
+
+
+def test_retry_after_in_seconds_is_read_as_seconds() -> None:
+    from plugin.delivery.slack import retry_after_seconds
+
+    assert retry_after_seconds({"Retry-After": "30"}) == 30.0
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+
+
+def test_retry_after_as_an_http_date_is_the_time_until_then() -> None:
+    from plugin.delivery.slack import retry_after_seconds
+
+    now = datetime(2015, 10, 21, 7, 27, 0, tzinfo=timezone.utc)
+    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=now) == 60.0
+    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:26:00 GMT"}, now=now) == 0.0
+
+
+def test_a_missing_or_unreadable_retry_after_means_one_second() -> None:
+    from plugin.delivery.slack import retry_after_seconds
+
+    for headers in ({}, None, {"Retry-After": ""}, {"Retry-After": "soon"}, {"Retry-After": "-5"}, {"Retry-After": "nan"}):
+        assert retry_after_seconds(headers) == 1.0
+
+
+def test_retry_after_is_capped_at_fifteen_minutes() -> None:
+    from plugin.delivery.slack import retry_after_seconds
+
+    assert retry_after_seconds({"Retry-After": "86400"}) == 900.0
+    assert retry_after_seconds({"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}) == 900.0
+
+
+def test_a_429_with_an_http_date_retry_after_is_retried_not_raised(tend_slack: TendSlack) -> None:
+    nudge = scheduled_nudge(tend_slack)
+    soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+    tend_slack.fake.fail_next(1, status=429, retry_after=soon.strftime("%a, %d %b %Y %H:%M:%S GMT"), method="chat.postMessage")
+    assert jobs.deliver(nudge.id) == "retrying"
+    with tend_slack.rt.db.session() as session:
+        kinds = list(session.scalars(select(DeliveryAttempt.outcome).where(DeliveryAttempt.suggestion_id == nudge.id)))
+    assert kinds == ["rate_limited"]
+
+
+def test_find_tend_message_picks_the_message_carrying_this_suggestions_metadata() -> None:
+    from plugin.delivery.slack import find_tend_message
+
+    def posted(ts: str, suggestion_id: object, event_type: str = "tend_suggestion") -> dict:
+        return {"ts": ts, "metadata": {"event_type": event_type, "event_payload": {"suggestion_id": suggestion_id}}}
+
+    messages = [{"ts": "1.0", "text": "a therapist's own message"}, posted("2.0", 7, "someone_else"), posted("3.0", 8), posted("4.0", "7")]
+    assert find_tend_message(messages, 7)["ts"] == "4.0"
+    assert find_tend_message(messages, 9) is None

@@ -40,6 +40,8 @@ def register(app: App, rt: Runtime) -> None:
             occurred_at=_at(body.get("event_time")),
         )
         metrics.EVENTS.labels(source="slack", outcome="duplicate" if handled.duplicate else "accepted").inc()
+        if handled.reply is not None:  # the text could not be read: the neutral line, in its thread
+            _say(client, event.get("channel"), {**handled.reply, "thread_ts": event.get("thread_ts") or event.get("ts")})
 
     @app.event("app_home_opened")
     def on_home_opened(body: dict[str, Any], event: dict[str, Any], client: WebClient) -> None:

@@ -74,6 +74,11 @@ _STRUCTURE = frozenset(
 _ASSISTANCE_LINE = re.compile(r"^\+?[0-9][0-9 ().-]{1,30}$")
 
 
+def is_assistance_line(value: str) -> bool:
+    """A clinic's assistance line as configured: a phone number, nothing else."""
+    return bool(_ASSISTANCE_LINE.match(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Anchor:
     """When the message is for, said in minutes Tend computed, never a date or a name."""
@@ -138,7 +143,7 @@ class Outgoing:
         if self.practice_id or self.analogy_id or self.framing_id:
             raise ValueError("safety messages offer no practice")
         if self.assistance_line is not None:
-            if self.kind is not Kind.DISTRESS or not _ASSISTANCE_LINE.match(self.assistance_line):
+            if self.kind is not Kind.DISTRESS or not is_assistance_line(self.assistance_line):
                 raise ValueError("the assistance line is a phone number on a distress message")
 
     @property

@@ -29,6 +29,7 @@ SAFETY_COPY_KEYS: tuple[str, ...] = (
     "chrome.safety.risk_language",
     "chrome.safety.therapist_distress",
     "chrome.safety.assistance_line",
+    "slack.dm.signals_unread",
 )
 
 # Block Kit and metadata keys: structure, not content. Any other key is checked like a value.

@@ -3,12 +3,19 @@
 Retries are the deliver job's business (it re-enqueues after ``Retry-After``,
 backs off on 5xx), so the client runs with no retry handlers of its own and
 every failure is turned into a ``DeliveryError`` of a known kind.
+
+The SDK logs whole request and response bodies at DEBUG (a ``conversations.history``
+answer holds the therapist's own DMs), so every ``WebClient`` Tend makes logs
+through ``SDK_LOGGER``, which never goes below INFO.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.error import URLError
 
@@ -20,13 +27,55 @@ from plugin.delivery.base import DeliveryError, Sent
 TRANSIENT_ERRORS = frozenset({"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"})
 METADATA_EVENT = "tend_suggestion"
 HISTORY_LIMIT = 50
+RETRY_AFTER_DEFAULT = 1.0  # seconds, when Slack's 429 has no usable Retry-After
+RETRY_AFTER_MAX = 15 * 60.0
+
+SDK_LOGGER = logging.getLogger("tend.slack.sdk")
+SDK_LOGGER.setLevel(logging.INFO)  # DEBUG would print request and response bodies
+
+
+def retry_after_seconds(headers: Mapping[str, Any] | None, now: datetime | None = None) -> float:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+
+    Missing or unreadable: ``RETRY_AFTER_DEFAULT``; never below 0 nor above ``RETRY_AFTER_MAX``.
+    """
+    raw = next((v for k, v in (headers or {}).items() if str(k).lower() == "retry-after"), None)
+    if isinstance(raw, list | tuple):
+        raw = raw[0] if raw else None
+    value = str(raw).strip() if raw is not None else ""
+    if not value:
+        return RETRY_AFTER_DEFAULT
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return RETRY_AFTER_DEFAULT
+        if when.tzinfo is None:  # an HTTP-date is GMT by definition
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+    if not math.isfinite(seconds) or seconds < 0:
+        return RETRY_AFTER_DEFAULT
+    return min(seconds, RETRY_AFTER_MAX)
+
+
+def find_tend_message(messages: Iterable[Mapping[str, Any]], suggestion_id: int) -> Mapping[str, Any] | None:
+    """The message Tend posted for ``suggestion_id``, recognised by its metadata (Slack's own field)."""
+    for message in messages:
+        metadata = message.get("metadata") or {}
+        payload = metadata.get("event_payload") or {}
+        if metadata.get("event_type") == METADATA_EVENT and str(payload.get("suggestion_id")) == str(suggestion_id):
+            return message
+    return None
 
 
 class SlackChannel:
     name = "slack"
 
     def __init__(self, token: str, base_url: str, timeout: int = 10) -> None:
-        self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[], logger=SDK_LOGGER)
         self._dm_channels: dict[str, str] = {}
 
     def _call(self, method: str, **kwargs: Any) -> Any:
@@ -38,8 +87,7 @@ class SlackChannel:
             status = err.response.status_code
             error = (err.response.data or {}).get("error", "") if isinstance(err.response.data, dict) else ""
             if status == 429:
-                retry_after = float(err.response.headers.get("Retry-After", err.response.headers.get("retry-after", 1)))
-                raise DeliveryError("rate_limited", f"{method}: rate limited", retry_after) from None
+                raise DeliveryError("rate_limited", f"{method}: rate limited", retry_after_seconds(err.response.headers)) from None
             if status >= 500:
                 raise DeliveryError("transient", f"{method}: Slack answered HTTP {status}") from None
             # Slack's ok:false errors are permanent unless Slack says it was its own trouble.
@@ -70,9 +118,5 @@ class SlackChannel:
             limit=HISTORY_LIMIT,
             include_all_metadata=True,
         )
-        for message in response.get("messages", ()):
-            metadata = message.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == METADATA_EVENT and str(payload.get("suggestion_id")) == str(suggestion_id):
-                return Sent(channel=channel, ts=message["ts"])
-        return None
+        found = find_tend_message(response.get("messages", ()), suggestion_id)
+        return Sent(channel=channel, ts=found["ts"]) if found is not None else None
