@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from plugin import admin, config
+from plugin.rules import RulesError
 from plugin.runtime import Runtime, bind
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,7 +25,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (config.ConfigError, admin.AdminError) as err:
+        except (config.ConfigError, admin.AdminError, RulesError) as err:
             raise click.ClickException(str(err)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -172,17 +173,19 @@ def users_add(email: str, role: str, clinic_id: str, therapist_id: str | None, a
         click.echo(f"user {created.user_id} ({role}); API token, shown once: {created.token}")
 
 
+# Commands that live in their own modules (they import the helpers above).
+from handlers.cli_ehr import clinics_cds, clinics_fhir  # noqa: E402
 from handlers.cli_rules import clinics_rules, replay_command, rules  # noqa: E402
+from handlers.cli_slack import clinics_slack  # noqa: E402
 from handlers.demo import demo  # noqa: E402
 
 main.add_command(rules)
 main.add_command(replay_command)
-clinics.add_command(clinics_rules)
 main.add_command(demo)
-from handlers.cli_slack import clinics_slack  # noqa: E402
+clinics.add_command(clinics_rules)
 clinics.add_command(clinics_slack)
-
-import handlers.cli_ehr  # noqa: E402,F401  (tend clinics fhir / tend clinics cds)
+clinics.add_command(clinics_fhir)
+clinics.add_command(clinics_cds)
 
 if __name__ == "__main__":
     # Run the registered group from the imported module: under `python -m` this file is

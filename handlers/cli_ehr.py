@@ -9,11 +9,11 @@ import json
 
 import click
 
-from handlers.cli import clinics, one_line_errors, runtime
+from handlers.cli import one_line_errors, runtime
 from plugin.fhir import admin as ehr_admin
 
 
-@clinics.command("fhir")
+@click.command("fhir")
 @click.argument("clinic_id")
 @click.option("--base-url", help="The clinic's FHIR base URL; id-only notifications are fetched from it.")
 @click.option("--token-env", help="Environment variable holding the bearer token for that server (read by the worker; never stored).")
@@ -35,7 +35,7 @@ def clinics_fhir(clinic_id: str, base_url: str | None, token_env: str | None, cl
                    f"{sub['missing_events']} missing")
 
 
-@clinics.command("cds")
+@click.command("cds")
 @click.argument("clinic_id")
 @click.option("--issuer", required=True, help="The EHR's JWT iss, exactly as it signs it.")
 @click.option("--jwks-url", help="Where that issuer publishes its JWKS (required unless --remove).")

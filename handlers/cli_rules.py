@@ -11,52 +11,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
-from functools import wraps
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from plugin import admin, config
-from plugin.rules import RuleProblem, RuleSet, RulesError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors(func: F) -> F:
-    """User-caused errors become one line on stderr and exit status 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (config.ConfigError, admin.AdminError) as err:
-            raise click.ClickException(str(err)) from None
-        except RulesError as err:
-            raise click.ClickException(problem_line(err.problem)) from None
-
-    return wrapper  # type: ignore[return-value]
+from handlers.cli import one_line_errors
+from plugin import config
+from plugin.rules import RuleSet
 
 
 def _rules_path(given: str | None) -> Path:
     return Path(given or os.environ.get("TEND_RULES") or config.DEFAULT_RULES)
-
-
-def problem_line(p: RuleProblem) -> str:
-    """``FILE:LINE:COL: rule RULE_ID: field: message`` (parts that are unknown are left out)."""
-    where = p.origin or "<rules>"
-    if p.line is not None:
-        where += f":{p.line}"
-        if p.column is not None:
-            where += f":{p.column}"
-    parts = [where]
-    if p.rule_id:
-        parts.append(f"rule {p.rule_id}")
-    if p.field:
-        parts.append(p.field)
-    parts.append(p.message)
-    return ": ".join(parts)
 
 
 def _value(value: Any) -> str:
@@ -79,7 +46,7 @@ def rules_check(file: str | None) -> None:
     problems = RuleSet.check(path)
     if problems:
         for p in problems:
-            click.echo(problem_line(p))
+            click.echo(str(p))
         sys.exit(1)
     click.echo(f"OK: {len(RuleSet.load(path))} rules")
 
@@ -87,7 +54,7 @@ def rules_check(file: str | None) -> None:
 @rules.command("list")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), help="Ruleset file (default: TEND_RULES or manifests/rules.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per rule per line.")
-@_errors
+@one_line_errors
 def rules_list(rules_file: str | None, as_json: bool) -> None:
     """Every loaded rule, rule packs included: id, version, priority, decision and where it came from."""
     from plugin.rules.packs import load_ruleset, origins
@@ -129,7 +96,7 @@ def _print_facts(facts: dict[str, Any]) -> None:
 @click.argument("event_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), help="Ruleset file (default: TEND_RULES or manifests/rules.yaml).")
 @click.option("--all-rules", is_flag=True, help="Also list rules that do not listen to the event's type.")
-@_errors
+@one_line_errors
 def rules_explain(event_file: str, rules_file: str | None, all_rules: bool) -> None:
     """Trace the decisions for one webhook body (or each line of a JSONL log); sends nothing.
 
@@ -204,7 +171,7 @@ def _table(decisions: Iterable[Any]) -> None:
 @click.argument("events_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision per line.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), help="Ruleset file (default: TEND_RULES or manifests/rules.yaml).")
-@_errors
+@one_line_errors
 def replay_command(events_file: str, as_json: bool, rules_file: str | None) -> None:
     """Dry-run a past event log (one webhook body per line, in time order): what Tend would have done, when.
 
@@ -243,7 +210,7 @@ def replay_command(events_file: str, as_json: bool, rules_file: str | None) -> N
 @click.option("--enable", multiple=True, metavar="RULE_ID", help="Undo a --disable.")
 @click.option("--param", "params", multiple=True, metavar="RULE_ID.NAME=VALUE", help="Tune a rule's parameter.")
 @click.option("--show", is_flag=True, help="Print the clinic's overrides (the default when nothing changes).")
-@_errors
+@one_line_errors
 def clinics_rules(clinic_id: str, disable: tuple[str, ...], enable: tuple[str, ...], params: tuple[str, ...], show: bool) -> None:
     """A clinic's rule overrides: disable rules and tune parameters, validated before they are stored."""
     from plugin import clinic_rules

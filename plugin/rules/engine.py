@@ -34,7 +34,7 @@ import cel
 import yaml
 
 from . import ladder
-from .compiler import compile_draft, param_problem
+from .compiler import compile_draft
 from .documents import Document, parse, read
 from .errors import RuleProblem, RulesError
 from .facts import EVENT_TYPES

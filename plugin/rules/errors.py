@@ -17,18 +17,19 @@ class RuleProblem:
     column: int | None = None    # 1-based
 
     def __str__(self) -> str:
+        """``FILE:LINE:COL: rule RULE_ID: field: message``, leaving out what is unknown."""
         where = self.origin or "<rules>"
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        subject = []
+        parts = [where]
         if self.rule_id:
-            subject.append(f"rule {self.rule_id}")
+            parts.append(f"rule {self.rule_id}")
         if self.field:
-            subject.append(f"field {self.field}")
-        lead = f" ({', '.join(subject)})" if subject else ""
-        return f"{where}{lead}: {self.message}"
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
 
 
 class RulesError(Exception):
