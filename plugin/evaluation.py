@@ -23,6 +23,8 @@ from plugin.store.models import Client, Event, SessionNote, Suggestion, Therapis
 
 #: Events that change state only; the rules have nothing to say about them.
 STATE_ONLY = frozenset({"therapist.upserted", "therapist.practice_logged"})
+#: Events whose decisions are private to their therapist: what they write to Tend, and the replies.
+PRIVATE_EVENTS = frozenset({"therapist.message"})
 SENT_OR_SENDING = ("sending", "delivered")
 
 
@@ -88,6 +90,9 @@ def suggestion_row(event: Event, therapist: Therapist, decision: Decision, slot:
             "facts": facts,
         },
         created_at=now,
+        # The therapist's own message and Tend's answer to it: only they may read this row
+        # (their signals stay in the facts, for their own explanation); see plugin.review.access.
+        private=event.type in PRIVATE_EVENTS,
     )
 
 

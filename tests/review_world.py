@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from plugin import admin, intake, jobs
-from plugin.events import from_wire
+from plugin.events import from_slack_message, from_wire
 from plugin.runtime import Runtime
 from plugin.store.models import DeliveryAttempt, Event, Feedback, Suggestion, Therapist
 from schemas.ehr import load_event
@@ -39,6 +39,7 @@ USERS = {
 KINDS = ("suggest", "nudge", "hold", "defer", "suppress")
 STATUSES = ("delivered", "delivered", "scheduled", "logged", "expired", "skipped")
 FEEDBACK = ("helpful", "not_helpful", "used_in_session", None, None)
+_MESSAGES = itertools.count()  # Slack event ids of the therapists' messages to Tend
 
 
 @dataclass
@@ -134,6 +135,15 @@ def _history(rt: Runtime, clinic_id: str, ehr_id: str, weeks: int = 6, per_week:
                     value = FEEDBACK[n % len(FEEDBACK)]
                     if value:
                         session.add(Feedback(clinic_id=clinic_id, suggestion_id=row.id, feedback=value, source="slack", created_at=delivered + timedelta(minutes=5 + n)))
+
+
+def add_private_message(rt: Runtime, clinic_id: str, ehr_id: str, text: str = "I'm exhausted and overwhelmed today", at: datetime = NOW) -> list[int]:
+    """The therapist writes to Tend (a real ``therapist.message``); returns the ids of the decisions it produced."""
+    event = from_slack_message(clinic_id=clinic_id, therapist_ehr_id=ehr_id, event_id=f"Ev-{ehr_id}-{next(_MESSAGES)}", occurred_at=at, text=text, thread_ts=None)
+    accepted = intake.accept(rt.db, event, pseudonym_key=rt.settings.pseudonym_key, box=rt.box)
+    jobs.evaluate(accepted.event_id, now=at)
+    with rt.db.session() as session:
+        return sorted(session.scalars(select(Suggestion.id).where(Suggestion.event_id == accepted.event_id)))
 
 
 def build_world(rt: Runtime) -> World:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, func, select, update
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DatabaseError
 
 from plugin.review import access
 from plugin.store.models import AccessLog, Suggestion, User
-from tests.review_world import THERAPISTS, USERS, build_world
+from tests.review_world import THERAPISTS, USERS, add_private_message, build_world
 
 ROLES = tuple(USERS)
 ALL_THERAPISTS = {t for therapists in THERAPISTS.values() for t in therapists}
@@ -265,3 +266,82 @@ def test_the_access_log_refuses_updates_and_deletes(world, client) -> None:
         with world.rt.db.session() as session:
             session.execute(delete(AccessLog))
     assert all(e.what != "tampered" for e in _log(world))
+
+
+# --- private: what a therapist writes to Tend, and the replies ---------------------------------
+
+PRIVATE_VIEWERS = ("therapist", "supervisor", "admin")  # Rowan (T-100) herself, her supervisor, her clinic's admin
+
+
+@pytest.fixture
+def private_ids(world) -> list[int]:  # type: ignore[no-untyped-def]
+    ids = add_private_message(world.rt, "riverside", "T-100")
+    assert ids
+    return ids
+
+
+def test_decisions_on_a_therapists_own_message_are_private_and_keep_her_signals(world, private_ids) -> None:
+    with world.rt.db.session() as session:
+        rows = list(session.scalars(select(Suggestion).where(Suggestion.id.in_(private_ids))))
+        others = session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.private.is_(True), Suggestion.id.not_in(private_ids)))
+    assert rows and all(row.private for row in rows)
+    assert all("stress" in row.explanation["facts"]["therapist"]["signals"] for row in rows)
+    assert others == 0
+
+
+@pytest.mark.parametrize("who", PRIVATE_VIEWERS)
+def test_a_private_suggestion_is_readable_by_its_therapist_only_else_404(world, client, private_ids, who) -> None:
+    for suggestion_id in private_ids:
+        response = client.get(f"/api/v1/suggestions/{suggestion_id}", headers=world.headers(who))
+        assert response.status_code == (200 if who == "therapist" else 404)
+    if who == "therapist":
+        facts = {f["name"]: f["value"] for f in response.get_json()["facts"]}
+        assert "stress" in facts["therapist.signals"]
+
+
+@pytest.mark.parametrize("who", PRIVATE_VIEWERS)
+def test_a_private_suggestion_is_listed_for_its_therapist_only(world, client, private_ids, who) -> None:
+    listed = {item["id"] for item in client.get("/api/v1/suggestions?limit=200&therapist=T-100", headers=world.headers(who)).get_json()["items"]}
+    text = client.get("/api/v1/suggestions.csv?therapist=T-100", headers=world.headers(who)).get_data(as_text=True)
+    in_csv = {int(row["id"]) for row in csv.DictReader(io.StringIO(text))}
+    expected = set(private_ids) if who == "therapist" else set()
+    assert listed & set(private_ids) == expected
+    assert in_csv & set(private_ids) == expected
+
+
+@pytest.mark.parametrize("who", PRIVATE_VIEWERS)
+def test_a_private_suggestion_is_counted_in_stats_for_its_therapist_only(world, client, who) -> None:
+    def totals() -> dict[str, int]:
+        rows = client.get("/api/v1/stats?therapist=T-100", headers=world.headers(who)).get_json()["rows"]
+        return {name: sum(row[name] for row in rows) for name in ("suggested", "held", "deferred", "suppressed")}
+
+    before = totals()
+    add_private_message(world.rt, "riverside", "T-100")
+    after = totals()
+    assert (after != before) == (who == "therapist")
+
+
+@pytest.mark.parametrize("who", PRIVATE_VIEWERS)
+def test_a_private_suggestion_shows_on_no_page_but_its_therapists(world, app, private_ids, who) -> None:
+    client = app.test_client()
+    assert sign_in(client, world.tokens[who]).status_code == 303
+    for suggestion_id in private_ids:
+        assert client.get(f"/review/suggestions/{suggestion_id}").status_code == (200 if who == "therapist" else 404)
+    page = client.get("/review/?therapist=T-100").get_data(as_text=True)
+    assert any(f"/review/suggestions/{i}" in page for i in private_ids) == (who == "therapist")
+
+
+def test_a_private_suggestion_does_not_move_the_last_suggestion_time_supervisors_see(world) -> None:
+    from plugin.review import queries
+    from tests.review_world import NOW
+
+    def last_seen() -> dict[str, object]:
+        with world.rt.db.session() as session:
+            viewers = {u.role: u for u in session.scalars(select(User).where(User.clinic_id == "riverside"))}
+            return {role: {row["therapist"]: row["last_suggestion_at"] for row in queries.therapists_overview(session, viewer)}["T-100"] for role, viewer in viewers.items()}
+
+    before = last_seen()
+    add_private_message(world.rt, "riverside", "T-100", at=NOW + timedelta(minutes=5))
+    after = last_seen()
+    assert after["supervisor"] == before["supervisor"] and after["admin"] == before["admin"]
+    assert after["therapist"] > before["therapist"]

@@ -10,6 +10,10 @@ through them, so scoping is decided in one place and enforced by the database:
   ``therapist_ehr_id`` (their supervisees, not themselves);
 - ``therapist``: the therapist whose ``ehr_id`` is the user's ``therapist_ehr_id``.
 
+A ``private`` suggestion (decided on what the therapist wrote to Tend: the reply,
+or the safety message) is seen by its own therapist only; supervisors and admins
+never see it, not even as a count.
+
 Another clinic is never in scope; callers answer out-of-scope ids with 404.
 """
 
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, false, select
+from sqlalchemy import ColumnElement, false, select, true
 
 from plugin.store.models import AccessLog, Suggestion, Therapist
 
@@ -44,13 +48,20 @@ def therapist_scope(user: Viewer) -> list[ColumnElement[bool]]:
 
 def suggestion_scope(user: Viewer) -> list[ColumnElement[bool]]:
     """Where-clauses on ``Suggestion`` for the suggestions this user may see."""
-    clauses: list[ColumnElement[bool]] = [Suggestion.clinic_id == user.clinic_id]
+    clauses: list[ColumnElement[bool]] = [Suggestion.clinic_id == user.clinic_id, private_scope(user)]
     if user.role == "admin":
         return clauses
     if user.role not in ROLES:
         return [false()]
     visible = select(Therapist.id).where(*therapist_scope(user))
     return [*clauses, Suggestion.therapist_id.in_(visible)]
+
+
+def private_scope(user: Viewer) -> ColumnElement[bool]:
+    """Where-clause on ``Suggestion``: private rows only for a therapist, whose scope is themselves."""
+    if user.role == "therapist":
+        return true()
+    return Suggestion.private.is_(false())
 
 
 def can_read_access_log(user: Viewer) -> bool:

@@ -413,7 +413,7 @@ def therapists_overview(session: Session, user: access.Viewer, *, now: datetime 
             total[name] += row[name]
     last = dict(
         session.execute(
-            select(Therapist.ehr_id, select(Suggestion.created_at).where(Suggestion.therapist_id == Therapist.id).order_by(Suggestion.created_at.desc()).limit(1).scalar_subquery()).where(
+            select(Therapist.ehr_id, select(Suggestion.created_at).where(Suggestion.therapist_id == Therapist.id, access.private_scope(user)).order_by(Suggestion.created_at.desc()).limit(1).scalar_subquery()).where(
                 *access.therapist_scope(user)
             )
         ).all()

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -228,6 +229,8 @@ class Suggestion(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     failure_reason: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime]
+    # 0004 (review): decided on the therapist's own message to Tend; only that therapist may read it.
+    private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DeliveryAttempt(Base):

@@ -1,4 +1,4 @@
-"""review: indexes for filtered pages of the suggestion log; the access log made append-only
+"""review: indexes for filtered pages of the suggestion log; private suggestions; the access log made append-only
 
 Revision ID: 0004
 Revises: 0003
@@ -6,7 +6,7 @@ Revises: 0003
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
+import sqlalchemy as sa
 from alembic import op
 
 import plugin.store.models  # noqa: F401
@@ -37,6 +37,8 @@ def upgrade() -> None:
     with op.batch_alter_table("suggestions", schema=None) as batch_op:
         for name, columns in INDEXES:
             batch_op.create_index(name, columns, unique=False)
+        # Decided on the therapist's own message to Tend: private to that therapist.
+        batch_op.add_column(sa.Column("private", sa.Boolean(), server_default=sa.false(), nullable=False))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
         op.execute(
@@ -59,5 +61,6 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS access_log_no_update")
         op.execute("DROP TRIGGER IF EXISTS access_log_no_delete")
     with op.batch_alter_table("suggestions", schema=None) as batch_op:
+        batch_op.drop_column("private")
         for name, _ in reversed(INDEXES):
             batch_op.drop_index(name)
