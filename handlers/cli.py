@@ -5,36 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
 
+from handlers.cli_ehr import clinics_cds, clinics_fhir
+from handlers.cli_rules import clinics_rules, replay_command, rules
+from handlers.cli_slack import clinics_slack
+from handlers.cli_support import one_line_errors, runtime
+from handlers.demo import demo
 from plugin import admin, config
-from plugin.rules import RulesError
-from plugin.runtime import Runtime, bind
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def one_line_errors(func: F) -> F:
-    """Turn the errors a user can cause into one line and exit status 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (config.ConfigError, admin.AdminError, RulesError) as err:
-            raise click.ClickException(str(err)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def runtime(production: bool = False) -> Runtime:
-    rt = Runtime.build(config.load(production=production))
-    bind(rt)
-    return rt
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -173,12 +152,7 @@ def users_add(email: str, role: str, clinic_id: str, therapist_id: str | None, a
         click.echo(f"user {created.user_id} ({role}); API token, shown once: {created.token}")
 
 
-# Commands that live in their own modules (they import the helpers above).
-from handlers.cli_ehr import clinics_cds, clinics_fhir  # noqa: E402
-from handlers.cli_rules import clinics_rules, replay_command, rules  # noqa: E402
-from handlers.cli_slack import clinics_slack  # noqa: E402
-from handlers.demo import demo  # noqa: E402
-
+# Commands that live in their own modules.
 main.add_command(rules)
 main.add_command(replay_command)
 main.add_command(demo)
@@ -188,8 +162,4 @@ clinics.add_command(clinics_fhir)
 clinics.add_command(clinics_cds)
 
 if __name__ == "__main__":
-    # Run the registered group from the imported module: under `python -m` this file is
-    # also loaded as __main__, a second copy that the command modules above did not extend.
-    from handlers.cli import main as registered
-
-    registered()
+    main()

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from handlers.cli import one_line_errors, runtime
+from handlers.cli_support import one_line_errors, runtime
 from plugin.fhir import admin as ehr_admin
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from handlers.cli import one_line_errors
+from handlers.cli_support import one_line_errors
 from plugin import config
 from plugin.rules import RuleSet
 

@@ -13,7 +13,7 @@ from plugin.slack_people import SlackLinkError, link_clinic_team
 @click.option("--any-team", is_flag=True, help="Remove the binding: answer Slack users from any workspace.")
 def clinics_slack(clinic_id: str, team_id: str | None, any_team: bool) -> None:
     """Answer Slack requests for CLINIC_ID only from one workspace."""
-    from handlers.cli import runtime
+    from handlers.cli_support import runtime
 
     if bool(team_id) == any_team:
         raise click.ClickException("give exactly one of --team-id T... or --any-team")
