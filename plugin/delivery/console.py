@@ -45,7 +45,8 @@ class ConsoleChannel:
             who = user_id or "therapist"
             print(f"\n┌─ Tend → {who}", file=stream)
             for line in _lines(payload):
-                print(f"│ {line}", file=stream)
+                for part in line.splitlines() or [""]:
+                    print(f"│ {part}", file=stream)
             print("└─", file=stream, flush=True)
             return Sent(channel="console", ts=f"console.{self._count}")
 
