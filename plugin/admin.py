@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,8 +66,28 @@ def create_clinic(db: Database, box: SecretBox, name: str, clinic_id: str | None
     return NewClinic(clinic_id, name, f"/webhooks/{clinic_id}/ehr", secret, fhir_token)
 
 
+SECRETS_CACHE_SECONDS = 30.0
+_secrets_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+
 def webhook_secrets(db: Database, box: SecretBox, clinic_id: str) -> list[str] | None:
-    """The secrets a clinic's webhooks may be signed with (the previous one during rotation)."""
+    """The secrets a clinic's webhooks may be signed with (the previous one during rotation).
+
+    Cached in the process for 30 s: every webhook needs them, and a rotation
+    keeps the old secret valid for hours, so a short staleness is harmless.
+    Unknown clinics are not cached, so a clinic answers as soon as it is added.
+    """
+    key = (db.url, clinic_id)
+    cached = _secrets_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < SECRETS_CACHE_SECONDS:
+        return cached[1]
+    found = _read_webhook_secrets(db, box, clinic_id)
+    if found is not None:
+        _secrets_cache[key] = (time.monotonic(), found)
+    return found
+
+
+def _read_webhook_secrets(db: Database, box: SecretBox, clinic_id: str) -> list[str] | None:
     with db.session() as session:
         clinic = session.get(Clinic, clinic_id)
         if clinic is None:
@@ -87,6 +108,7 @@ def rotate_webhook_secret(db: Database, box: SecretBox, clinic_id: str, overlap_
         clinic.previous_webhook_secret_enc = clinic.webhook_secret_enc
         clinic.previous_secret_until = utcnow() + timedelta(hours=overlap_hours)
         clinic.webhook_secret_enc = box.seal(secret)
+    _secrets_cache.pop((db.url, clinic_id), None)
     return secret
 
 

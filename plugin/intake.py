@@ -61,13 +61,12 @@ def accept(db: Database, event: InboundEvent, *, pseudonym_key: str, box: Secret
     """Record ``event`` unless its dedupe key was seen; never records it twice.
 
     ``status`` is ``recorded`` (ready to evaluate) unless the caller has work
-    to do first, such as fetching an id-only FHIR resource.
+    to do first, such as fetching an id-only FHIR resource. The insert comes
+    first and the unique key decides: a duplicate costs a rolled-back insert,
+    a new event (the common case) no extra query.
     """
     try:
         with db.session() as session:
-            existing = _existing(session, event)
-            if existing is not None:
-                return Accepted(existing, duplicate=True)
             client_id = None
             if event.client_ehr_id is not None:
                 client_id = client_id_for(session, event.clinic_id, event.client_ehr_id, pseudonym_key=pseudonym_key, box=box)
@@ -87,7 +86,7 @@ def accept(db: Database, event: InboundEvent, *, pseudonym_key: str, box: Secret
             session.flush()
             return Accepted(row.id, duplicate=False)
     except IntegrityError:
-        # A concurrent request with the same key committed first.
+        # The same key was recorded before (a retry), or by a concurrent request just now.
         with db.session() as session:
             existing = _existing(session, event)
         if existing is None:
