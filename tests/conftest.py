@@ -92,9 +92,9 @@ def env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
     return make_env(tmp_path, sqlite_url)
 
 
-@pytest.fixture
-def rt(env: dict[str, str], redis_server: Redis) -> Iterator[Runtime]:
-    redis_server.flushdb()
+def running(env: dict[str, str], redis: Redis) -> Iterator[Runtime]:
+    """A migrated, bound runtime on a flushed Redis; for fixtures to yield from."""
+    redis.flushdb()
     runtime = Runtime.build(config.load(env))
     upgrade(runtime.db)
     bind(runtime)
@@ -103,14 +103,14 @@ def rt(env: dict[str, str], redis_server: Redis) -> Iterator[Runtime]:
 
 
 @pytest.fixture
+def rt(env: dict[str, str], redis_server: Redis) -> Iterator[Runtime]:
+    yield from running(env, redis_server)
+
+
+@pytest.fixture
 def rt_any_db(tmp_path: Path, database_url: str, redis_server: Redis) -> Iterator[Runtime]:
     """A runtime on each database backend in turn."""
-    redis_server.flushdb()
-    runtime = Runtime.build(config.load(make_env(tmp_path, database_url)))
-    upgrade(runtime.db)
-    bind(runtime)
-    yield runtime
-    runtime.db.dispose()
+    yield from running(make_env(tmp_path, database_url), redis_server)
 
 
 @pytest.fixture

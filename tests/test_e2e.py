@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.conftest import REDIS_URL, event_body, full_morning, make_env, signed_headers, therapist_data, wait_until, zone_near_noon
+from tests.conftest import event_body, full_morning, make_env, signed_headers, therapist_data, wait_until, zone_near_noon
 from tests.fakes.slack_api import FakeSlack
 
 pytestmark = pytest.mark.e2e

@@ -7,11 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from plugin import config, jobs
-from plugin.runtime import Runtime, bind
-from plugin.store.migrate import upgrade
+from plugin import jobs
 from plugin.store.models import DeliveryAttempt, Event, Suggestion
-from tests.conftest import full_morning, make_env, therapist_data, zone_near_noon
+from tests.conftest import full_morning, make_env, running, therapist_data, zone_near_noon
 
 NOW = datetime.now(timezone.utc)
 
@@ -19,13 +17,8 @@ NOW = datetime.now(timezone.utc)
 @pytest.fixture
 def slack_rt(tmp_path, database_url, redis_server, fake_slack):  # type: ignore[no-untyped-def]
     """A runtime delivering to the fake Slack, on SQLite and on PostgreSQL."""
-    redis_server.flushdb()
     env = make_env(tmp_path, database_url, TEND_SLACK_BOT_TOKEN="xoxb-test", TEND_SLACK_API_URL=fake_slack.base_url)
-    runtime = Runtime.build(config.load(env))
-    upgrade(runtime.db)
-    bind(runtime)
-    yield runtime
-    runtime.db.dispose()
+    yield from running(env, redis_server)
 
 
 @pytest.fixture
