@@ -9,13 +9,14 @@ client's timeout, to exercise retries. Every request is recorded.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.fakes.loopback import LoopbackServer
 
-class FakeFhirServer:
+
+class FakeFhirServer(LoopbackServer):
     def __init__(self, token: str = "fhir-server-token") -> None:
         self.token = token
         self.resources: dict[str, dict[str, Any]] = {}
@@ -23,23 +24,14 @@ class FakeFhirServer:
         self.requests: list[dict[str, Any]] = []
         self.fail_next: list[int] = []  # statuses for the next requests
         self.delay_next: list[float] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/fhir"
+        return f"{self.origin}/fhir"
 
     def add(self, resource: dict[str, Any]) -> None:
         self.resources[f"{resource['resourceType']}/{resource['id']}"] = resource
-
-    def __enter__(self) -> "FakeFhirServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handler(self):  # type: ignore[no-untyped-def]
         fake = self

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.fakes.loopback import LoopbackServer
 
-class JwksServer:
+
+class JwksServer(LoopbackServer):
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.hits = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
-
-    def __enter__(self) -> "JwksServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.origin}/.well-known/jwks.json"
 
     def _handler(self):  # type: ignore[no-untyped-def]
         fake = self
