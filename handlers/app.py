@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
-from pathlib import Path
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -15,6 +13,7 @@ from handlers import slack as slack_edge
 from handlers import review_api, review_auth, review_pages
 from handlers.problems import from_http_exception, problem
 from plugin import config, signals
+from plugin.failures import describe
 from plugin.runtime import Runtime, bind
 from schemas.ehr import MAX_BODY_BYTES
 
@@ -48,10 +47,7 @@ def create_app(settings: config.Settings | None = None, runtime: Runtime | None 
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
-        # The type and where it was raised, never the message: it could carry request content.
-        frames = traceback.extract_tb(err.__traceback__)[-3:]
-        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
-        log.error("unhandled %s at %s", type(err).__name__, where)
+        log.error("unhandled %s", describe(err))  # never the message: it could carry request content
         return problem(500, "Internal error", "Something went wrong on our side; it has been logged.")
 
     return app

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 from slack_bolt import App
@@ -26,18 +24,13 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 from handlers.problems import problem
 from plugin.delivery.slack import SDK_LOGGER
+from plugin.failures import describe
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
 EXTENSION = "tend_slack"
 #: Loggers that would print request or response bodies (a therapist's DM) below INFO.
 QUIET_LOGGERS = ("slack_bolt", "slack_sdk", "tend.slack.bolt")
-
-
-def where_raised(err: BaseException, frames: int = 3) -> str:
-    """``file.py:12 <- file.py:34``: the innermost frames of ``err``, never its message."""
-    last = traceback.extract_tb(err.__traceback__)[-frames:]
-    return " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(last)) or "?"
 
 
 def on_listener_error(error: Exception) -> None:
@@ -48,7 +41,7 @@ def on_listener_error(error: Exception) -> None:
     error's parameters: the signals of a distress DM). Only the type and where
     it was raised are logged; the request goes unanswered or gets Bolt's 500.
     """
-    log.error("Slack listener failed: %s at %s", type(error).__name__, where_raised(error))
+    log.error("Slack listener failed: %s", describe(error))
 
 
 def build_bolt_app(rt: Runtime) -> App:

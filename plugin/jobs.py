@@ -13,11 +13,9 @@ could carry values from the event.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
-from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import select
@@ -25,6 +23,7 @@ from sqlalchemy import select
 from plugin import runtime, sending, slack_sendtime
 from plugin.delivery.base import DeliveryError
 from plugin.evaluation import evaluate_event
+from plugin.failures import describe
 from plugin.store.db import utcnow
 from plugin.store.models import Event, Suggestion
 
@@ -51,9 +50,7 @@ def text_free_failures(job: Callable[P, R]) -> Callable[P, R]:
         except JobFailed:
             raise
         except Exception as err:
-            frames = traceback.extract_tb(err.__traceback__)[-3:]
-            where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
-            raise JobFailed(f"{type(err).__name__} at {where}") from None
+            raise JobFailed(describe(err)) from None
 
     return run
 
