@@ -130,6 +130,20 @@ def clinics_rotate(clinic_id: str, overlap_hours: int) -> None:
     click.echo(admin.rotate_webhook_secret(rt.db, rt.box, clinic_id, overlap_hours))
 
 
+@clinics.command("assistance-line")
+@click.argument("clinic_id")
+@click.argument("line", required=False)
+@click.option("--clear", is_flag=True, help="Use the deployment's TEND_ASSISTANCE_LINE again.")
+@one_line_errors
+def clinics_assistance_line(clinic_id: str, line: str | None, clear: bool) -> None:
+    """The clinic's assistance phone line, named in distress messages beside 988."""
+    if not clear and line is None:
+        raise click.UsageError("give a LINE or --clear")
+    rt = runtime()
+    admin.set_assistance_line(rt.db, clinic_id, None if clear else line)
+    click.echo(f"{clinic_id}: assistance line {'cleared' if clear else 'set'}")
+
+
 @main.group()
 def users() -> None:
     """People who read the suggestion log."""

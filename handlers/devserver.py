@@ -43,7 +43,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_private_redis() -> tuple[subprocess.Popen[bytes], str]:
+def start_private_redis() -> tuple[subprocess.Popen[bytes], str, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise config.ConfigError(INSTALL_REDIS)
@@ -58,7 +58,7 @@ def start_private_redis() -> tuple[subprocess.Popen[bytes], str]:
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if redis_answers(url):
-            return process, url
+            return process, url, workdir
         time.sleep(0.05)
     process.kill()
     raise config.ConfigError(f"the private redis-server did not start on port {port}")
@@ -95,9 +95,9 @@ def run_dev(host: str, port: int) -> int:
     env = dict(os.environ, TEND_DEV="1", PYTHONUNBUFFERED="1")
     env.setdefault("TEND_INSTANCE_PATH", str(settings.instance_path))
     processes: list[subprocess.Popen[bytes]] = []
-    redis_process = None
+    redis_process, redis_dir = None, ""
     if not redis_answers(settings.redis_url):
-        redis_process, url = start_private_redis()
+        redis_process, url, redis_dir = start_private_redis()
         env["TEND_REDIS_URL"] = url
         click.echo(f"started a private redis-server at {url}")
     settings = config.load(env)
@@ -141,5 +141,6 @@ def run_dev(host: str, port: int) -> int:
         _stop(processes)
         if redis_process is not None:
             _stop([redis_process])
+            shutil.rmtree(redis_dir, ignore_errors=True)
         click.echo("stopped")
     return status

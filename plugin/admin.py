@@ -112,6 +112,22 @@ def rotate_webhook_secret(db: Database, box: SecretBox, clinic_id: str, overlap_
     return secret
 
 
+def set_assistance_line(db: Database, clinic_id: str, line: str | None) -> None:
+    """The phone line distress messages name for this clinic (None: the deployment's)."""
+    if line is not None and not re.fullmatch(r"\+?[0-9][0-9 ().-]{1,30}", line):
+        raise AdminError("the assistance line must be a phone number, e.g. +1 555 0100")
+    with db.session() as session:
+        clinic = session.get(Clinic, clinic_id)
+        if clinic is None:
+            raise AdminError(f"no clinic {clinic_id!r}")
+        settings = dict(clinic.settings or {})
+        if line is None:
+            settings.pop("assistance_line", None)
+        else:
+            settings["assistance_line"] = line
+        clinic.settings = settings  # a new dict, so the JSON column is written
+
+
 def add_user(db: Database, email: str, role: str, clinic_id: str, therapist_ehr_id: str | None = None) -> NewUser:
     """A user with a one-time API token; only its hash is stored."""
     if role not in ROLES:

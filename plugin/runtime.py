@@ -119,6 +119,16 @@ class Runtime:
             self._clinic_rules[key] = self.rules.with_overrides(overrides)
         return self._clinic_rules[key]
 
+    def assistance_line(self, clinic_id: str, session: Session | None = None) -> str | None:
+        """The clinic's own assistance line for distress messages, else the deployment's."""
+        from plugin.store.models import Clinic
+
+        if session is None:
+            with self.db.session() as own:
+                return self.assistance_line(clinic_id, own)
+        clinic = session.get(Clinic, clinic_id)
+        return ((clinic.settings or {}).get("assistance_line") if clinic else None) or self.settings.assistance_line or None
+
     @cached_property
     def channel(self) -> Channel:
         if self.settings.delivery_channel == "slack":

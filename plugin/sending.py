@@ -113,7 +113,7 @@ def claim(rt: runtime.Runtime, suggestion_id: int, now: datetime) -> Claim | Def
                 record_attempt(session, row.id, "deferred", slot.reason)
                 return Deferred(slot.deliver_at)
         try:
-            payload = payload_for(row, now, rt.settings.assistance_line)
+            payload = payload_for(row, now, rt.assistance_line(row.clinic_id, session))
         except (MissingCopy, ValueError) as err:  # PhiLeak is a ValueError: never retried, never sent
             _refuse(session, row, "failed", f"payload refused: {type(err).__name__}")
             log.error("suggestion %s: payload refused (%s)", row.id, type(err).__name__)

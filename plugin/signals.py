@@ -71,6 +71,7 @@ _AUDIENCE_SIGNALS: Mapping[str, frozenset[str]] = {
 LEXICON_DIR = Path(__file__).with_name("lexicons")
 _NOT_A_SIGNAL = "not_a_signal"
 _EXACT = "tend_exact_text"   # TargetRule metadata: the match must have exactly this text
+_CONTEXT_TARGETS = "tend_context_targets"   # Doc attribute: the spans ConText is to modify
 # Our lexicons compile to phrases, leaving spaCy's token Matchers empty on purpose: with any
 # pattern it walks every token in Python (~10% of the budget). It warns once about that (W036).
 _EMPTY_MATCHER_WARNING = r"\[W036\] The component 'matcher' does not have any patterns"
@@ -90,13 +91,15 @@ _WORD_KEYS = ("LOWER", "TEXT", "ORTH")
 _VOCAB_GROWTH_LIMIT = 20_000
 # Above this a pattern stays a Matcher pattern rather than becoming phrases (build time, memory).
 _MAX_PHRASES_PER_PATTERN = 5_000
-# A ConText window wider than any one-sentence Doc (sentences are never this long in tokens).
-_WHOLE_DOC = 1_000_000
 
 # Sentence ends: line breaks, and .!?;: before whitespace (see _sentences for the colon).
 # Over-splitting only narrows ConText scopes.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+")
 _WORD = re.compile(r"[^\W\d_]+")
+# _WORD.findall(text.lower()) for ASCII text, where its letters are [A-Za-z], without the regex:
+# upper case to lower, everything else to a space, then split (a quarter of the time).
+_ASCII_WORDS = bytes(b | 0x20 if chr(b).isascii() and chr(b).isalpha() else 0x20
+                     for b in range(256))
 # Poor pre-filter keys, most frequent first: nearly every sentence of a note has one.
 _COMMON_WORDS = (
     "the", "to", "and", "a", "of", "she", "her", "i", "in", "is", "was", "he", "that", "it",
@@ -188,6 +191,7 @@ class _Extractor:
     signals_by_word: Mapping[str, frozenset[str]]
     context_words: frozenset[str] | None
     context_tokens: frozenset[str]            # the same modifier words as tokens ("n't")
+    exact_labels: frozenset[str]              # labels with a case-sensitive rule (_EXACT)
     target_words: frozenset[str] = field(init=False)
     context_hashes: frozenset[int] = field(init=False)
     lower_attr: int = field(init=False)
@@ -213,7 +217,7 @@ class _Extractor:
         current: set[str] = set()
         historical: set[str] = set()
         for sentence in _sentences(text):
-            words = _WORD.findall(sentence.lower())
+            words = _words(sentence)
             anchors = self.target_words.intersection(words)
             if not exhaustive and (not anchors or current.issuperset(
                     itertools.chain.from_iterable(self.signals_by_word[w] for w in anchors))):
@@ -230,19 +234,25 @@ class _Extractor:
     def _mentions(self, sentence: str, words: list[str] | None) -> Iterator[tuple[str, set[str]]]:
         # A Doc per sentence: ConText compares every modifier pair in a Doc, so small Docs keep
         # it cheap, and the sentence boundary is ours. The newline gives "SI denied" a next token.
-        doc = self.target_matcher(self.nlp.make_doc(sentence + "\n"))
-        ents = doc.ents     # built anew on each access; ConText's results reach these too
+        doc = self.nlp.make_doc(sentence + "\n")
+        ents = self.target_matcher(doc)   # sorted, never overlapping (the matcher prunes)
         if not ents:
             return
         decisive = self._needs_context(doc, ents, words)
         if decisive:
-            self.context(doc)
+            # ConText's targets from a Doc attribute rather than doc.ents (which would validate and
+            # copy them in and out); its results reach `ents` too, through the Doc's user data.
+            doc._.set(_CONTEXT_TARGETS, ents)
+            doc.user_token_hooks["sent"] = _whole_doc
+            self.context(doc, targets=_CONTEXT_TARGETS)
         for ent in ents:
-            exact = (ent._.target_rule.metadata or {}).get(_EXACT)
-            if exact is not None and ent.text != exact:
-                continue  # "si" is not "SI"
+            label = ent.label_
+            if label in self.exact_labels:
+                exact = (ent._.target_rule.metadata or {}).get(_EXACT)
+                if exact is not None and ent.text != exact:
+                    continue  # "si" is not "SI"
             categories = {m.category for m in ent._.modifiers} if decisive else set()
-            yield ent.label_.lower(), categories
+            yield label.lower(), categories
 
     def _needs_context(self, doc: Doc, ents: Sequence[Span], words: list[str] | None) -> bool:
         if self.context_words is None or words is None:
@@ -255,6 +265,18 @@ class _Extractor:
         for ent in ents:
             lowers[ent.start:ent.end] = [0] * (ent.end - ent.start)
         return not self.context_hashes.isdisjoint(lowers)
+
+
+def _words(text: str) -> list[str]:
+    """The lower-cased letter runs of text: _WORD.findall(text.lower())."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    return _WORD.findall(text.lower())
+
+
+def _whole_doc(token: Any) -> Span:
+    """Token.sent for a one-sentence Doc: the whole Doc (ConText scopes end there)."""
+    return token.doc[:]
 
 
 def _sentences(text: str) -> Iterator[str]:
@@ -299,7 +321,11 @@ def _build(audience: Audience) -> _Extractor:
     from medspacy.context import ConTextRule
     from medspacy.target_matcher import TargetRule
 
+    from spacy.tokens import Doc
+
     _silence_pyrush()
+    if not Doc.has_extension(_CONTEXT_TARGETS):
+        Doc.set_extension(_CONTEXT_TARGETS, default=())
     warnings.filterwarnings("ignore", message=_EMPTY_MATCHER_WARNING, category=UserWarning)
     spec = _context_spec()
     # No PyRuSH: our regex split replaces it (it is ~95% of medspaCy's default per-note cost).
@@ -308,11 +334,10 @@ def _build(audience: Audience) -> _Extractor:
     # herself" is not negated by its own "not"; medspaCy's overlap test misses contained spans).
     # (terminating_types is applied below: through spaCy's config it arrives as a one-shot
     # iterator and only reaches the first rule of each category.)
-    # max_scope: a Doc is one sentence, so a window wider than any sentence is that sentence, and
-    # spares ConText walking the Doc token by token to find its sentence for every modifier.
+    # No max_scope: a modifier's scope is its sentence, which is the whole Doc; _mentions says so
+    # through a token hook (_whole_doc) rather than have spaCy walk the Doc for every modifier.
     context = nlp.add_pipe("medspacy_context", config={
-        "rules": None, "span_attrs": None, "prune_on_target_overlap": True,
-        "max_scope": _WHOLE_DOC})
+        "rules": None, "span_attrs": None, "prune_on_target_overlap": True})
 
     splits, hosts = _exceptions(nlp)
     targets: list[TargetRule] = []
@@ -363,13 +388,18 @@ def _build(audience: Audience) -> _Extractor:
             break
         context_tokens |= words
 
+    target_matcher = nlp.get_pipe("medspacy_target_matcher")
     with nlp.select_pipes(disable=nlp.pipe_names):  # phrases are tokenized with the pipeline
-        nlp.get_pipe("medspacy_target_matcher").add(targets)
+        target_matcher.add(targets)
         context.add(modifiers)
+    # The matched Spans themselves, rather than each added to doc.ents in turn (re-reading and
+    # re-validating all of them every time); _mentions sets doc.ents once, only for ConText.
+    target_matcher.result_type = None
     return _Extractor(
         nlp, {word: frozenset(groups) for word, groups in signals_by_word.items()},
         None if context_tokens is None else _with_splits(_runs(context_tokens), splits),
-        frozenset(context_tokens or ()))
+        frozenset(context_tokens or ()),
+        frozenset(rule.category for rule in targets if _EXACT in (rule.metadata or {})))
 
 
 def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],

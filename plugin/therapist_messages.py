@@ -117,4 +117,4 @@ def _unread(rt: runtime.Runtime, clinic_id: str, therapist_ehr_id: str, event_id
     metrics.THERAPIST_MESSAGES_UNREAD.inc()
     # Not evaluated here: with no signals nothing can fire, and the reply must not wait on (or fail
     # with) evaluation. The sweeper evaluates the recorded event like any other.
-    return Handled(accepted.event_id, duplicate=False, reply=unread_reply(rt.settings.assistance_line or None))
+    return Handled(accepted.event_id, duplicate=False, reply=unread_reply(rt.assistance_line(clinic_id)))

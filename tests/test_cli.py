@@ -69,3 +69,25 @@ def test_a_malformed_setting_is_named_in_one_line(env) -> None:
     assert result.exit_code != 0
     assert "TEND_DATABASE_URL" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_clinic_can_name_its_own_assistance_line(env, rt, clinic) -> None:
+    result = run(env, "clinics", "assistance-line", clinic.clinic_id, "+1 555 0100")
+    assert result.exit_code == 0
+    assert rt.assistance_line(clinic.clinic_id) == "+1 555 0100"
+
+
+def test_without_its_own_line_a_clinic_uses_the_deployments(tmp_path, redis_server) -> None:
+    from plugin import admin
+    from tests.conftest import make_env, running
+
+    env = make_env(tmp_path, f"sqlite:///{tmp_path / 't.db'}", TEND_ASSISTANCE_LINE="+44 20 7946 0000")
+    for rt in running(env, redis_server):
+        created = admin.create_clinic(rt.db, rt.box, "Harbour", "harbour")
+        assert rt.assistance_line(created.clinic_id) == "+44 20 7946 0000"
+
+
+def test_an_assistance_line_must_be_a_phone_number(env, rt, clinic) -> None:
+    result = CliRunner().invoke(main, ["clinics", "assistance-line", clinic.clinic_id, "call Jane"], env=env)
+    assert result.exit_code != 0
+    assert "phone number" in result.output

@@ -221,3 +221,20 @@ def test_show_counts_the_active_rules(two_clinics, env) -> None:  # type: ignore
     run("clinics", "rules", "riverside", "--disable", "therapist.modeling.pre-session", env=env)
     result = run("clinics", "rules", "riverside", env=env)
     assert "disabled: therapist.modeling.pre-session" in result.stdout and "10 of 11 rules active for riverside" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("decision", ["nudge"]), ("audience", {"a": 1}), ("timing", ["now"]), ("events", [["session_note.signed"]]), ("group", ["client"])],
+)
+def test_check_names_a_field_of_the_wrong_shape_instead_of_crashing(tmp_path, field, value) -> None:
+    import yaml
+
+    rules = yaml.safe_load(DEFAULT_RULES_PATH.read_text())
+    rules["rules"][0][field] = value
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert field in result.output

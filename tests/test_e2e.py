@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from sqlalchemy import func, select
+
+from plugin.store.db import Database
+from plugin.store.models import Event, Suggestion
 
 from tests.conftest import event_body, full_morning, make_env, signed_headers, therapist_data, wait_until, zone_near_noon
 from tests.fakes.slack_api import FakeSlack
@@ -221,3 +225,35 @@ def test_a_worker_killed_while_delivering_leaves_exactly_one_message(tend: Tend,
     wait_until(lambda: any(c.method == "conversations.history" for c in slack.calls), timeout=30)
     time.sleep(1.5)
     assert len(dms(slack)) == 1
+
+
+def test_one_webhook_sent_five_times_at_once_gives_one_event_one_suggestion_one_dm(tend: Tend, clinic: dict, slack: FakeSlack) -> None:
+    import threading
+
+    tend.start_web()
+    tend.start_worker()
+    now = datetime.now(timezone.utc)
+    assert tend.send(clinic, "therapist.upserted", therapist_data(zone_near_noon(now))) == 202
+    message = {"message_id": "M-1", "therapist_id": "T-100", "client_id": "P-0", "sent_at": now.isoformat(), "text": "I want to end my life."}
+    body = event_body("client_message.received", message)
+    headers = signed_headers(clinic["webhook_secret"], body, "msg_replayed_5x")
+    answers: list[int] = []
+
+    def send() -> None:
+        request = urllib.request.Request(f"http://127.0.0.1:{tend.port}{clinic['webhook_path']}", data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answers.append(response.status)
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) == [200, 200, 200, 200, 202]
+    wait_until(lambda: dms(slack), timeout=30)
+    time.sleep(1.5)
+    assert len(dms(slack)) == 1
+    tend.stop()
+    with Database(tend.env["TEND_DATABASE_URL"]).session() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.type == "client_message.received")) == 1
+        assert session.scalar(select(func.count()).select_from(Suggestion)) == 1

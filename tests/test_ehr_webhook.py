@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from plugin import admin
 from plugin.store.models import Event
-from tests.conftest import event_body, signed_headers
+from tests.conftest import event_body, signed_headers, wait_until
 
 NOTE = {
     "note_id": "N-1",
@@ -225,3 +225,70 @@ def test_a_webhook_id_longer_than_250_characters_is_400(post_event) -> None:
     response = post_event("session_note.signed", NOTE, msg_id="m" * 251)
     assert response.status_code == 400
     assert "webhook-id" in response.json["detail"]
+
+
+def test_an_event_that_cannot_be_stored_is_503_with_retry_after(post_event, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from plugin import intake
+
+    def unavailable(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(intake, "accept", unavailable)
+    response = post_event("session_note.signed", NOTE)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.mimetype == "application/problem+json"
+
+
+def test_a_real_redis_outage_loses_nothing(app, clinic, tmp_path) -> None:
+    """Redis stops, the webhook still answers 202; Redis returns, the sweeper gets it evaluated."""
+    import shutil
+    import subprocess
+
+    from redis import Redis
+
+    from rq.worker import SimpleWorker
+
+    from plugin import jobs
+    from plugin.queue import JobQueue
+    from tests.test_e2e import free_port
+
+    port = free_port()
+    command = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    rt = app.extensions["tend"]
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_until(lambda: _answers(port), timeout=10)
+        return process
+
+    server = start()
+    private = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    rt.queue = JobQueue(private, "outage")
+    server.terminate()
+    server.wait()
+    body = event_body("session_note.signed", NOTE)
+    response = app.test_client().post(clinic.webhook_path, data=body, headers=signed_headers(clinic.webhook_secret, body))
+    assert response.status_code == 202
+    server = start()
+    try:
+        later = datetime.now(timezone.utc) + timedelta(minutes=1)
+        assert jobs.sweep(now=later)["events"] == 1
+        SimpleWorker([rt.queue.rq], connection=private).work(burst=True)
+        with rt.db.session() as session:
+            assert session.get(Event, response.json["event_id"]).status == "evaluated"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _answers(port: int) -> bool:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2).ping())
+    except RedisError:
+        return False

@@ -280,3 +280,43 @@ def test_a_live_evaluation_sends_what_is_due_now_without_a_second_job(slack_rt, 
     jobs.evaluate(accepted.event_id)
     assert len(fake_slack.messages_for("U0THERAPIST")) == 1
     assert not any(j.startswith("deliver-") for j in slack_rt.queue.rq.job_ids)
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "channel_not_found"])
+def test_other_permanent_errors_fail_at_once(overfull_day, fake_slack, error) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, error=error, method="chat.postMessage")
+    assert jobs.deliver(nudge.id) == "failed"
+    assert error in (next(s for s in suggestions(overfull_day) if s.id == nudge.id).failure_reason or "")
+
+
+def test_a_connection_error_is_retried(overfull_day, fake_slack) -> None:
+    from plugin.delivery.slack import SlackChannel
+
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    overfull_day.__dict__["channel"] = SlackChannel("xoxb-test", "http://127.0.0.1:9/api/", timeout=1)  # nothing listens
+    assert jobs.deliver(nudge.id) == "retrying"
+    assert next(s for s in suggestions(overfull_day) if s.id == nudge.id).status == "scheduled"
+
+
+def test_delivery_gives_up_after_the_last_attempt(overfull_day, fake_slack) -> None:
+    from plugin.sending import MAX_ATTEMPTS
+
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(MAX_ATTEMPTS, status=500, method="chat.postMessage")
+    outcomes = []
+    for _ in range(MAX_ATTEMPTS):
+        with overfull_day.db.session() as session:  # let each retry fall due at once
+            session.get(Suggestion, nudge.id).deliver_at = datetime.now(timezone.utc)
+        outcomes.append(jobs.deliver(nudge.id))
+    assert outcomes == ["retrying"] * (MAX_ATTEMPTS - 1) + ["failed"]
+    assert fake_slack.messages_for("U0THERAPIST") == []
+
+
+def test_a_429_waits_exactly_as_long_as_slack_asks(overfull_day, fake_slack) -> None:
+    nudge = next(s for s in suggestions(overfull_day) if s.status == "scheduled")
+    fake_slack.fail_next(1, status=429, retry_after=42, method="chat.postMessage")
+    before = datetime.now(timezone.utc)
+    jobs.deliver(nudge.id)
+    wait = (next(s for s in suggestions(overfull_day) if s.id == nudge.id).deliver_at - before).total_seconds()
+    assert 41 <= wait <= 44

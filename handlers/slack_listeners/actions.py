@@ -35,7 +35,7 @@ def register(app: App, rt: Runtime) -> None:
             _ephemeral(client, channel, user_id, line("slack.feedback.not_for_this"))
             return
         try:
-            done = feedback.record(rt.db, found.therapist_id, int(value), answer, assistance_line=rt.settings.assistance_line or None)
+            done = feedback.record(rt.db, found.therapist_id, int(value), answer, assistance_line=rt.assistance_line(found.clinic_id))
         except feedback.FeedbackRefused as refused:
             _ephemeral(client, channel, user_id, line(f"slack.feedback.{refused.reason}"))
             return

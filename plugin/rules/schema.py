@@ -84,15 +84,15 @@ def check_rule(raw: Any, doc: Document, key: Key, order: int) -> tuple[Draft | N
         bad("version", "version must be an integer >= 1")
     if "priority" in raw and not _int(raw["priority"]):
         bad("priority", "priority must be an integer (higher runs first)")
-    if "group" in raw and raw["group"] not in GROUPS:
+    if "group" in raw and not (_str(raw["group"]) and raw["group"] in GROUPS):
         bad("group", f"group must be one of {', '.join(GROUPS)}")
     if isinstance(raw.get("id"), str) and (raw.get("group") == "safety") != raw["id"].startswith(SAFETY_PREFIX):
         bad("id", f"safety rules, and only they, have ids starting with {SAFETY_PREFIX!r}")
-    if "decision" in raw and raw["decision"] not in KINDS:
+    if "decision" in raw and not (_str(raw["decision"]) and raw["decision"] in KINDS):
         bad("decision", f"decision must be one of {', '.join(sorted(KINDS))}")
-    if "audience" in raw and raw["audience"] not in AUDIENCES:
+    if "audience" in raw and not (_str(raw["audience"]) and raw["audience"] in AUDIENCES):
         bad("audience", f"audience must be one of {', '.join(sorted(AUDIENCES))}")
-    if "timing" in raw and raw["timing"] not in TIMINGS:
+    if "timing" in raw and not (_str(raw["timing"]) and raw["timing"] in TIMINGS):
         bad("timing", f"timing must be one of {', '.join(sorted(TIMINGS))}")
     if "message" in raw and raw["message"] is not None and not _str(raw["message"]):
         bad("message", "message must be a copy key (e.g. messages.overfull_day) or null")
@@ -107,7 +107,7 @@ def check_rule(raw: Any, doc: Document, key: Key, order: int) -> tuple[Draft | N
             bad("events", "events must be a non-empty list of event types")
         else:
             for i, event in enumerate(events):
-                if event not in EVENT_TYPES:
+                if not _str(event) or event not in EVENT_TYPES:
                     bad("events", f"unknown event type {event!r} (known: {', '.join(sorted(EVENT_TYPES))})", (i,))
 
     conditions = raw.get("conditions")
