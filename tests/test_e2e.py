@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from plugin.store.db import Database
@@ -257,3 +259,48 @@ def test_one_webhook_sent_five_times_at_once_gives_one_event_one_suggestion_one_
     with Database(tend.env["TEND_DATABASE_URL"]).session() as session:
         assert session.scalar(select(func.count()).select_from(Event).where(Event.type == "client_message.received")) == 1
         assert session.scalar(select(func.count()).select_from(Suggestion)) == 1
+
+
+def test_tend_dev_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TEND_INSTANCE_PATH": str(tmp_path / "instance"), "TEND_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env.pop("TEND_DATABASE_URL", None)
+    log = open(tmp_path / "dev.log", "wb")
+    dev = subprocess.Popen([sys.executable, "-m", "handlers.cli", "dev", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready = lambda: _get(port, "/readyz")  # noqa: E731
+        wait_until(lambda: (ready() or {}).get("status") == "ready", timeout=60)
+        output = (tmp_path / "dev.log").read_text()
+        assert "started a private redis-server" in output
+        assert (tmp_path / "instance" / "tend.sqlite3").exists()
+        assert "/webhooks/demo/ehr" in output
+        os.killpg(dev.pid, signal.SIGINT)
+        assert dev.wait(timeout=30) == 0
+        time.sleep(0.5)
+        leftovers = subprocess.run(["pgrep", "-g", str(dev.pid)], capture_output=True, text=True).stdout.split()
+        assert leftovers == []
+        private_url = output.split("started a private redis-server at ", 1)[1].split()[0]
+        with pytest.raises(RedisError):
+            Redis.from_url(private_url, socket_connect_timeout=0.5).ping()
+    finally:
+        kill_group(dev)
+
+
+def test_tend_dev_without_redis_names_the_install_in_one_line(tmp_path: Path) -> None:
+    bare_path = str(Path(sys.executable).parent)  # python, but no redis-server
+    env = {**os.environ, "PATH": bare_path, "TEND_INSTANCE_PATH": str(tmp_path / "instance"), "TEND_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result = subprocess.run([sys.executable, "-m", "handlers.cli", "dev"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "apt-get install redis-server" in lines[0]
+
+
+def _get(port: int, path: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read())
+    except OSError:
+        return None
