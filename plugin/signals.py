@@ -183,28 +183,23 @@ class _Extractor:
     Every lexicon entry has an anchor word that all its matches contain; `signals_by_word` maps
     each anchor to the signals it can lead to. A sentence is skipped when it has no anchor, or
     when every signal it could yield is already current (current beats historical, so it could
-    change nothing). ConText is skipped when no modifier word that can drop or flag a mention
-    (negation, history, another person) stands outside the matched terms; None: always run it.
+    change nothing). ConText is skipped when no modifier that can drop or flag a mention
+    (negation, history, another person) is found outside the matched terms: first no word of one
+    (`context_words`), then no phrase of one (`decisive_phrases`); None: always run it.
     """
 
     nlp: Language
     signals_by_word: Mapping[str, frozenset[str]]
     context_words: frozenset[str] | None
-    context_tokens: frozenset[str]            # the same modifier words as tokens ("n't")
+    decisive_phrases: Callable[[Doc], list[tuple[int, int, int]]] | None
     exact_labels: frozenset[str]              # labels with a case-sensitive rule (_EXACT)
     target_words: frozenset[str] = field(init=False)
-    context_hashes: frozenset[int] = field(init=False)
-    lower_attr: int = field(init=False)
-    target_matcher: Callable[[Doc], Doc] = field(init=False)
+    target_matcher: Callable[[Doc], list[Span]] = field(init=False)
     context: Callable[[Doc], Doc] = field(init=False)
     baseline_strings: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.target_words = frozenset(self.signals_by_word)
-        self.context_hashes = frozenset(self.nlp.vocab.strings.add(token)
-                                        for token in self.context_tokens)
-        from spacy.attrs import LOWER  # spaCy loads with the first pipeline, not on import
-        self.lower_attr = LOWER
         self.target_matcher = self.nlp.get_pipe("medspacy_target_matcher")
         self.context = self.nlp.get_pipe("medspacy_context")
         self.baseline_strings = len(self.nlp.vocab.strings)
@@ -255,16 +250,17 @@ class _Extractor:
             yield label.lower(), categories
 
     def _needs_context(self, doc: Doc, ents: Sequence[Span], words: list[str] | None) -> bool:
-        if self.context_words is None or words is None:
+        if self.context_words is None or self.decisive_phrases is None or words is None:
             return True
         if self.context_words.isdisjoint(words):
             return False
-        # ConText prunes modifiers inside a term ("not" of "does not know how to comfort
-        # herself"), so only tokens outside the terms count. Hashes: no Token objects.
-        lowers = doc.to_array(self.lower_attr).tolist()
-        for ent in ents:
-            lowers[ent.start:ent.end] = [0] * (ent.end - ent.start)
-        return not self.context_hashes.isdisjoint(lowers)
+        # The decisive modifiers ConText would find (its phrases, matched on the same attribute),
+        # less those it prunes for overlapping a term ("not" of "does not know how to comfort
+        # herself"), by its own test (medspacy.util.tuple_overlaps(term, modifier)).
+        bounds = [(ent.start, ent.end) for ent in ents]
+        return any(all(not (start <= begin < end or start < finish <= end)
+                       for start, end in bounds)
+                   for _, begin, finish in self.decisive_phrases(doc))
 
 
 def _words(text: str) -> list[str]:
@@ -379,7 +375,7 @@ def _build(audience: Audience) -> _Extractor:
         modifier.terminated_by |= terminating.get(modifier.category.upper(), set())
     context_tokens: set[str] | None = set()
     for rule in defaults + ours:
-        if rule.category.upper() not in _DECISIVE or rule.direction in ("TERMINATE", "PSEUDO"):
+        if not _is_decisive(rule):
             continue
         words = None if isinstance(rule.pattern, str) else _anchor_words(
             nlp, rule.literal if rule.pattern is None else rule.pattern, splits)
@@ -393,13 +389,30 @@ def _build(audience: Audience) -> _Extractor:
         target_matcher.add(targets)
         context.add(modifiers)
     # The matched Spans themselves, rather than each added to doc.ents in turn (re-reading and
-    # re-validating all of them every time); _mentions sets doc.ents once, only for ConText.
+    # re-validating all of them every time); _mentions hands them to ConText when it runs.
     target_matcher.result_type = None
     return _Extractor(
         nlp, {word: frozenset(groups) for word, groups in signals_by_word.items()},
         None if context_tokens is None else _with_splits(_runs(context_tokens), splits),
-        frozenset(context_tokens or ()),
+        _decisive_phrases(nlp, modifiers),
         frozenset(rule.category for rule in targets if _EXACT in (rule.metadata or {})))
+
+
+def _is_decisive(rule: Any) -> bool:
+    return rule.category.upper() in _DECISIVE and rule.direction not in ("TERMINATE", "PSEUDO")
+
+
+def _decisive_phrases(nlp: Language, modifiers: Sequence[Any]) -> Any:
+    """A PhraseMatcher of the ConText phrases that can drop or flag a mention, as ConText's own
+    matcher adds them (lower-cased, on LOWER); None when one of them is not a phrase."""
+    from spacy.matcher import PhraseMatcher
+
+    decisive = [rule for rule in modifiers if _is_decisive(rule)]
+    if any(rule.pattern is not None for rule in decisive):
+        return None
+    matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
+    matcher.add("decisive", [nlp.make_doc(rule.literal.lower()) for rule in decisive])
+    return matcher
 
 
 def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],

@@ -66,7 +66,7 @@ class Tend:
         return process
 
     def start_web(self) -> None:
-        self.spawn("web", "web", "--dev", "--port", str(self.port))
+        self.spawn("web", "web", "--port", str(self.port), "--workers", "1")  # gunicorn, as in production
         wait_until(lambda: self.get("/healthz") is not None, timeout=30)
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
