@@ -11,7 +11,10 @@ than the budget. So, with the same TargetMatcher and ConText, and the same resul
 - sentences come from a regex, and only those holding an anchor word of some lexicon term (a set
   lookup per word) are tokenized, one small Doc each, skipping those that could only repeat
   signals already current;
-- ConText runs only where a negation/history/other-person word stands outside the terms found;
+- ConText runs only where a negation/history/other-person phrase could reach a term found (a
+  PhraseMatcher of those modifiers, checked by ConText's own rules: see _DecisivePhrases), is
+  handed the TargetMatcher's Spans directly (not through doc.ents), and finds each modifier's
+  sentence through a token hook (the whole Doc) instead of building a window Span;
 - token patterns are compiled to PhraseMatcher phrases, because spaCy's Matcher walks every
   token in Python and evaluates its {"IN": [...]} predicates there (see _compile); our token
   Matchers end up empty, and spaCy's one warning about that (W036) is filtered.
@@ -184,18 +187,18 @@ class _Extractor:
     each anchor to the signals it can lead to. A sentence is skipped when it has no anchor, or
     when every signal it could yield is already current (current beats historical, so it could
     change nothing). ConText is skipped when no modifier that can drop or flag a mention
-    (negation, history, another person) is found outside the matched terms: first no word of one
-    (`context_words`), then no phrase of one (`decisive_phrases`); None: always run it.
+    (negation, history, another person) could reach a matched term: first no word of one
+    (`context_words`), then no phrase of one in reach (`decisive`); None: always run it.
     """
 
     nlp: Language
     signals_by_word: Mapping[str, frozenset[str]]
     context_words: frozenset[str] | None
-    decisive_phrases: Callable[[Doc], list[tuple[int, int, int]]] | None
+    decisive: _DecisivePhrases | None
     exact_labels: frozenset[str]              # labels with a case-sensitive rule (_EXACT)
     target_words: frozenset[str] = field(init=False)
     target_matcher: Callable[[Doc], list[Span]] = field(init=False)
-    context: Callable[[Doc], Doc] = field(init=False)
+    context: Callable[..., Doc] = field(init=False)   # (doc, targets=Doc attribute name)
     baseline_strings: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -250,17 +253,11 @@ class _Extractor:
             yield label.lower(), categories
 
     def _needs_context(self, doc: Doc, ents: Sequence[Span], words: list[str] | None) -> bool:
-        if self.context_words is None or self.decisive_phrases is None or words is None:
+        if self.context_words is None or self.decisive is None or words is None:
             return True
         if self.context_words.isdisjoint(words):
             return False
-        # The decisive modifiers ConText would find (its phrases, matched on the same attribute),
-        # less those it prunes for overlapping a term ("not" of "does not know how to comfort
-        # herself"), by its own test (medspacy.util.tuple_overlaps(term, modifier)).
-        bounds = [(ent.start, ent.end) for ent in ents]
-        return any(all(not (start <= begin < end or start < finish <= end)
-                       for start, end in bounds)
-                   for _, begin, finish in self.decisive_phrases(doc))
+        return self.decisive.reach(doc, ents)
 
 
 def _words(text: str) -> list[str]:
@@ -316,7 +313,6 @@ def _build(audience: Audience) -> _Extractor:
     import medspacy
     from medspacy.context import ConTextRule
     from medspacy.target_matcher import TargetRule
-
     from spacy.tokens import Doc
 
     _silence_pyrush()
@@ -394,7 +390,7 @@ def _build(audience: Audience) -> _Extractor:
     return _Extractor(
         nlp, {word: frozenset(groups) for word, groups in signals_by_word.items()},
         None if context_tokens is None else _with_splits(_runs(context_tokens), splits),
-        _decisive_phrases(nlp, modifiers),
+        _decisive_phrases(nlp, context, modifiers),
         frozenset(rule.category for rule in targets if _EXACT in (rule.metadata or {})))
 
 
@@ -402,17 +398,66 @@ def _is_decisive(rule: Any) -> bool:
     return rule.category.upper() in _DECISIVE and rule.direction not in ("TERMINATE", "PSEUDO")
 
 
-def _decisive_phrases(nlp: Language, modifiers: Sequence[Any]) -> Any:
-    """A PhraseMatcher of the ConText phrases that can drop or flag a mention, as ConText's own
-    matcher adds them (lower-cased, on LOWER); None when one of them is not a phrase."""
+@dataclass(frozen=True, slots=True)
+class _DecisivePhrases:
+    """Whether ConText could give a term a category that drops or flags it, without running it.
+
+    `matcher` finds the phrases of the decisive modifiers as ConText's own matcher adds them
+    (lower-cased, on LOWER), keyed by what bounds their reach: direction, allowed and excluded
+    types (`kinds`). A match counts if ConText would keep it and it could modify some term, by
+    ConText's own tests: not overlapping a term (prune_on_target_overlap), the term's label
+    allowed, the term overlapping the modifier's widest scope (its sentence, the whole Doc, in its
+    direction). Everything else ConText does (max_scope, terminations, max_targets) only narrows.
+    """
+
+    matcher: Callable[[Doc], list[tuple[int, int, int]]]
+    kinds: Mapping[int, tuple[str, frozenset[str] | None, frozenset[str] | None]]
+    pruned_by_terms: bool                 # ConText's prune_on_target_overlap
+
+    def reach(self, doc: Doc, ents: Sequence[Span]) -> bool:
+        terms = [(ent.start, ent.end, ent.label_.upper()) for ent in ents]
+        length = len(doc)
+        for key, begin, finish in self.matcher(doc):
+            if self.pruned_by_terms and any(_overlaps(start, end, begin, finish)
+                                            for start, end, _ in terms):
+                continue  # pruned: words inside a term belong to it
+            direction, allowed, excluded = self.kinds[key]
+            scope = ((finish, length) if direction == "FORWARD" else
+                     (0, begin) if direction == "BACKWARD" else (0, length))
+            for start, end, label in terms:
+                if ((label in allowed) if allowed is not None else
+                        excluded is None or label not in excluded) \
+                        and not _overlaps(begin, finish, start, end) \
+                        and _overlaps(*scope, start, end):
+                    return True
+        return False
+
+
+def _overlaps(start: int, end: int, other_start: int, other_end: int) -> bool:
+    """medspacy.util.tuple_overlaps((start, end), (other_start, other_end)), which is not
+    symmetric: a span strictly inside (start, end) overlaps it, one strictly around it does not."""
+    return start <= other_start < end or start < other_end <= end
+
+
+def _decisive_phrases(nlp: Language, context: Any,
+                      modifiers: Sequence[Any]) -> _DecisivePhrases | None:
+    """None when a decisive modifier is not a phrase (then ConText always runs)."""
     from spacy.matcher import PhraseMatcher
 
     decisive = [rule for rule in modifiers if _is_decisive(rule)]
     if any(rule.pattern is not None for rule in decisive):
         return None
     matcher = PhraseMatcher(nlp.vocab, attr="LOWER")
-    matcher.add("decisive", [nlp.make_doc(rule.literal.lower()) for rule in decisive])
-    return matcher
+    names: dict[tuple[str, frozenset[str] | None, frozenset[str] | None], str] = {}
+    for rule in decisive:
+        kind = (rule.direction,
+                None if rule.allowed_types is None else frozenset(rule.allowed_types),
+                None if rule.excluded_types is None else frozenset(rule.excluded_types))
+        name = names.setdefault(kind, f"tend_decisive_{len(names)}")
+        # One phrase Doc at a time: ~1,000 of them alive at once cost ~4 MB of RSS for good.
+        matcher.add(name, [nlp.make_doc(rule.literal.lower())])
+    kinds = {nlp.vocab.strings[name]: kind for kind, name in names.items()}
+    return _DecisivePhrases(matcher, kinds, bool(context.prune_on_target_overlap))
 
 
 def _compile(nlp: Language, pattern: Sequence[Mapping[str, Any]],
