@@ -6,6 +6,7 @@ The same run carries a canary in the note text that must appear nowhere after.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -95,19 +96,15 @@ class Tend:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
             kill_group(process)
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL a process and its children (rq's scheduler runs as a child process)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -207,10 +204,8 @@ def _redis_values(redis: Redis, key: bytes) -> list[bytes]:
     values = []
     for value in raw:
         values.append(value)
-        try:
+        with contextlib.suppress(zlib.error):
             values.append(zlib.decompress(value))  # rq stores job data zlib-compressed
-        except zlib.error:
-            pass
     return values
 
 

@@ -38,7 +38,7 @@ class FakeFhirServer(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
-                pass
+                """Quiet: tests read what was requested from the fake instead."""
 
             def _send(self, status: int, body: bytes, content_type: str = "application/fhir+json") -> None:
                 self.send_response(status)

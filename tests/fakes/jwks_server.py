@@ -24,7 +24,7 @@ class JwksServer(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
-                pass
+                """Quiet: tests read what was requested from the fake instead."""
 
             def do_GET(self) -> None:  # noqa: N802
                 fake.hits += 1

@@ -17,6 +17,7 @@ Standard library only, so any test (or a developer at a shell) can host it::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import re
@@ -662,10 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with FakeSlack(token=args.token, host=args.host, port=args.port) as fake:
         print(fake.base_url, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
