@@ -22,15 +22,7 @@ from plugin.signals import (
 # module's own filter for that spaCy warning, so it is restated here.
 pytestmark = pytest.mark.filterwarnings("ignore:.*W036.*:UserWarning")
 
-NOTE_2KB = """\
-Session 7, individual psychotherapy, 50 minutes. Client arrived on time and was engaged throughout the session.
-Subjective: Client reports a difficult week at work after a presentation she felt went poorly. She describes a harsh inner voice that tells her she is stupid and never good enough, and says she replayed every mistake for two days. She holds herself to impossibly high standards and feels that anything less than perfect is a failure. She reports feeling deep shame after making a minor error in front of her manager. She has a history of self-harm in adolescence (cutting), none in the past eight years.
-Denies SI/HI. Denies current self-harm urges. No evidence of psychosis. Sleep is fair, about six hours a night; appetite unchanged. She continues to attend her weekly yoga class and reports it helps a little.
-Family and history: Client describes her mother as very self-critical and her father as perfectionistic and emotionally distant. She recalls that her mother was loving but also cruel when she made mistakes, and that affection was often followed by humiliation. No history of physical abuse reported.
-In session: When this writer reflected how painful the week sounded, client became tearful, laughed it off and changed the subject. She appears uncomfortable when I'm kind to her and tends to push away warmth. We explored how hard it is for her to soothe herself when she is upset; she says she does not know how to comfort herself and usually turns to work to numb the feeling.
-Assessment: Presentation is consistent with persistent self-critical thinking and perfectionism in the context of early relational experiences. Therapeutic alliance is developing well. Risk assessed as low; client engaged with safety planning and agreed to reach out if things get worse.
-Plan: Continue weekly sessions. Begin gentle psychoeducation about the inner critic and introduce a brief grounding exercise. Next session in one week. Therapist will continue to monitor mood and safety. Client agreed with the plan and scheduled the next appointment.
-"""
+NOTE_2KB = (Path(__file__).parent / "fixtures" / "notes" / "dense_2kb.txt").read_text(encoding="utf-8")
 
 
 def current(*names: str) -> Signals:
